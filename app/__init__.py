@@ -1,0 +1,2 @@
+"""vidclass application: the CLI (`python -m app ...`), training engine, checkpoints, metrics,
+the batch inference entrypoint, reports and plots."""

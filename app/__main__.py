@@ -1,0 +1,72 @@
+"""`python -m app <command>`: the vidclass command line.
+
+Each command lives in `app/commands/<name>.py` with `add_arguments(parser)` and `run(args) -> int`.
+Exit codes: 0 success, 1 failure, 2 usage error, 3 some inputs failed (the batch went on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from app.errors import UsageError
+
+# name -> one-line help. Modules are imported only for the command being run.
+COMMANDS = {
+    "preprocess": "decode a dataset's videos and cache uint8 frame arrays",
+    "train": "train a model from an experiment config",
+    "evaluate": "evaluate a checkpoint on a dataset split",
+    "classify": "classify videos, folders, TFRecords or feature arrays with a checkpoint",
+    "export": "export a checkpoint to ONNX or TorchScript",
+    "make-demo": "generate the synthetic camera-motion demo dataset from real clips",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    names = [only] if only else list(COMMANDS)
+    mods = {}
+    for name in names:
+        modname = f"app.commands.{name.replace('-', '_')}"
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name != modname:
+                raise
+            continue
+        p = sub.add_parser(name, help=COMMANDS[name], description=mod.__doc__)
+        mod.add_arguments(p)
+        mods[name] = mod
+    parser.set_defaults(_mods=mods)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Build only the chosen command's parser: importing every command would import torch for --help.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
+    )
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._mods[args.command].run(args) or 0)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

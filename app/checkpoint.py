@@ -1,0 +1,157 @@
+"""Self-describing checkpoints: `<name>.safetensors` (weights) + `<name>.json` (everything else).
+
+The JSON sidecar holds the model name and config, class names, the input spec, the training
+config, metrics and the code version, so inference rebuilds the model from the checkpoint alone.
+Loading never unpickles: weights come from safetensors, the rest is plain JSON.
+
+Input spec, one of:
+    {"kind": "pixels", "size": [W, H], "fps": 24.0}
+    {"kind": "features", "dims": 1152, "level": "video" | "frame"}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+from torch import nn
+
+from app.fileio import atomic_path, write_json
+from app.version import code_version
+
+FORMAT = "vidclass-checkpoint/1"
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable, not in our format, or does not match its model."""
+
+
+@dataclass
+class Checkpoint:
+    model: nn.Module
+    model_name: str
+    model_config: dict[str, Any]
+    class_names: list[str]
+    input_spec: dict[str, Any]
+    multi_label: bool = False
+    train_config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    code_version: str = ""
+    path: Path | None = None
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    class_names: list[str],
+    input_spec: dict[str, Any],
+    multi_label: bool = False,
+    train_config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Save to `path` (a `.safetensors` file name or a stem); returns the `.safetensors` path.
+
+    The weights are written first and the JSON last, each atomically: a checkpoint is complete
+    exactly when its JSON exists.
+    """
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    stem = _stem(path)
+    weights = stem.with_suffix(".safetensors")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(weights) as tmp:
+        safetensors.torch.save_file(state, str(tmp), metadata={"format": FORMAT})
+    meta = {
+        "format": FORMAT,
+        "model_name": model.registry_name,
+        "model_config": dataclasses.asdict(model.config),
+        "class_names": list(class_names),
+        "input_spec": dict(input_spec),
+        "multi_label": bool(multi_label),
+        "train_config": train_config or {},
+        "metrics": metrics or {},
+        "code_version": code_version(),
+        "weights": weights.name,
+    }
+    write_json(stem.with_suffix(".json"), meta)
+    return weights
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """Find the JSON sidecar for a run folder (its `best`, else `last`), a `.json` or a `.safetensors`."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.json", "checkpoints/best.json", "last.json", "checkpoints/last.json"):
+            if (p / name).is_file():
+                return p / name
+        jsons = sorted(p.glob("*.json"))
+        if len(jsons) == 1:
+            return jsons[0]
+        raise CheckpointError(f"{p}: no checkpoint found (expected best.json or last.json)")
+    if p.suffix in (".safetensors", ".json", ""):
+        js = _stem(p).with_suffix(".json")
+        if js.is_file():
+            return js
+    raise CheckpointError(
+        f"{p}: not a vidclass checkpoint (expected a run folder, NAME.json or NAME.safetensors "
+        "with its JSON sidecar; pickled .pt/.pth files are refused)"
+    )
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    js = resolve_checkpoint(path)
+    try:
+        meta = json.loads(js.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{js}: unreadable checkpoint sidecar ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{js}: not a {FORMAT} sidecar")
+    meta["_json_path"] = str(js)
+    return meta
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Checkpoint:
+    """Rebuild the model from the sidecar and load its weights (safetensors only, never pickle)."""
+    from models import create_model  # local import: models import torch-heavy modules
+
+    meta = read_meta(path)
+    js = Path(meta["_json_path"])
+    weights = js.parent / Path(meta.get("weights", js.with_suffix(".safetensors").name)).name
+    try:
+        model = create_model(meta["model_name"], **meta["model_config"])
+    except (KeyError, TypeError, ValueError, AssertionError) as e:
+        raise CheckpointError(f"{js}: cannot rebuild model ({e})") from None
+    try:
+        state = safetensors.torch.load_file(str(weights), device=map_location)
+    except (OSError, safetensors.SafetensorError) as e:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights}: weights do not match model {meta['model_name']!r} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    model.eval()
+    return Checkpoint(
+        model=model,
+        model_name=meta["model_name"],
+        model_config=meta["model_config"],
+        class_names=list(meta["class_names"]),
+        input_spec=dict(meta["input_spec"]),
+        multi_label=bool(meta.get("multi_label", False)),
+        train_config=meta.get("train_config", {}),
+        metrics=meta.get("metrics", {}),
+        code_version=meta.get("code_version", ""),
+        path=js,
+    )
+
+
+def _stem(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
