@@ -1,0 +1,1 @@
+"""Runnable scripts: reproduction recipes and benchmarks (`python -m scripts.<name>`)."""
