@@ -1,0 +1,354 @@
+"""The on-disk frame cache: one uint8 `(T, H, W, 3)` `.npy` per clip, a JSON record per clip, manifests.
+
+Layout of a cache folder:
+
+    cache.json                      dataset, fps, size [W, H], dataset root, format version
+    clips/<name>.npy                the frames of one clip (np.save format, memory-mappable)
+    clips/<name>.json               that clip's record (a `CacheEntry`), written after its .npy
+    manifest.json                   all records of a full run, gathered at its end (one file to read)
+    manifest.shard-I-of-N.json      the same for one shard of a sharded run
+    failures.jsonl                  one line per clip that failed (clip_id, path, reason); per shard too
+
+Crash safety: every file is written to a temporary name and renamed (app/fileio.py), and a clip's
+record only after its array, so a run killed at any moment leaves whole clips or nothing; a record
+is the proof that its array is complete. Readers take the union of the manifests and the records
+(records win), so the clips of a killed or sharded run are visible without any merge step.
+
+Paths in records are checked before use: an array name is a plain file name inside `clips/`, a source
+path stays inside the dataset root. A manifest saying `../../etc/passwd` is rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from app.fileio import atomic_open, write_json
+
+CACHE_VERSION = 1
+META_FILE = "cache.json"
+CLIPS_DIR = "clips"
+_NPY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.npy$")
+
+
+class CacheError(Exception):
+    """A cache folder that is missing, from other settings, malformed or unsafe (one-line message)."""
+
+
+@dataclass(frozen=True)
+class CacheMeta:
+    """Settings shared by every clip of a cache."""
+
+    dataset: str  # layout name (data/layouts.py): folder, ucf11, hollywood2, celebrities
+    fps: float  # sampling rate of every array
+    size: tuple[int, int]  # (width, height) of every frame
+    root: str  # absolute path of the dataset root the sources were read from
+    version: int = CACHE_VERSION  # cache format version
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached clip: what it is, where it came from, and how to check its array."""
+
+    clip_id: str  # the dataset's clip id (data/layouts.py)
+    path: str  # source video relative to the dataset root, '/'-separated
+    labels: tuple[str, ...]  # class names (several for multi-label datasets)
+    group: str | None  # source-video group for group-aware folds, if the dataset has one
+    split: str | None  # "train" / "val" / "test" if the dataset defines one
+    frames: int  # T, the array's first dimension
+    fps: float  # sampling rate (equals the cache's)
+    size: tuple[int, int]  # (width, height) of each frame
+    source_size: int  # bytes of the source file when decoded (with mtime: is the array stale?)
+    source_mtime_ns: int  # modification time of the source file when decoded
+    sha256: str  # hex digest of the array's bytes (C order)
+    npy: str  # file name of the array inside <cache>/clips/
+    backend: str  # decoder that produced it: "pyav" or "opencv"
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.frames, self.size[1], self.size[0], 3)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["labels"], d["size"] = list(self.labels), list(self.size)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict, *, where: str) -> CacheEntry:
+        """Build and check an entry read from disk; `where` names the file in error messages."""
+        names = {f.name for f in fields(cls)}
+        missing = names - d.keys()
+        if missing:
+            raise CacheError(f"{where}: entry {d.get('clip_id')!r} lacks {', '.join(sorted(missing))}")
+        try:
+            entry = cls(
+                **{
+                    **{k: d[k] for k in names},
+                    "labels": tuple(str(x) for x in d["labels"]),
+                    "size": (int(d["size"][0]), int(d["size"][1])),
+                    "frames": int(d["frames"]),
+                    "fps": float(d["fps"]),
+                    "source_size": int(d["source_size"]),
+                    "source_mtime_ns": int(d["source_mtime_ns"]),
+                }
+            )
+        except (TypeError, ValueError, IndexError, KeyError) as e:
+            raise CacheError(f"{where}: malformed entry {d.get('clip_id')!r}: {e}") from None
+        _check_names(entry, where)
+        return entry
+
+
+@dataclass(frozen=True)
+class CacheIndex:
+    """Everything a cache holds: its settings and its entries sorted by clip id."""
+
+    cache_dir: Path
+    meta: CacheMeta
+    entries: tuple[CacheEntry, ...]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def labels(self) -> list[str]:
+        """Sorted class names over all entries."""
+        return sorted({label for e in self.entries for label in e.labels})
+
+    def by_id(self) -> dict[str, CacheEntry]:
+        return {e.clip_id: e for e in self.entries}
+
+    def source_path(self, entry: CacheEntry) -> Path:
+        """The source video of `entry` (under the dataset root)."""
+        return Path(self.meta.root) / entry.path
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def read_meta(cache_dir: str | os.PathLike) -> CacheMeta:
+    path = Path(cache_dir) / META_FILE
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        meta = CacheMeta(
+            dataset=str(d["dataset"]),
+            fps=float(d["fps"]),
+            size=(int(d["size"][0]), int(d["size"][1])),
+            root=str(d["root"]),
+            version=int(d.get("version", CACHE_VERSION)),
+        )
+    except FileNotFoundError:
+        raise CacheError(
+            f"{cache_dir} is not a frame cache (no {META_FILE}); run `python -m app preprocess`"
+        ) from None
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise CacheError(f"{path}: malformed ({e})") from None
+    if meta.version != CACHE_VERSION:
+        raise CacheError(f"{path}: cache format {meta.version}, this code reads {CACHE_VERSION}; rebuild it")
+    return meta
+
+
+def read_cache(cache_dir: str | os.PathLike, *, check_arrays: bool = True) -> CacheIndex:
+    """Read a cache: its settings and all entries (manifests of full and sharded runs, plus records).
+
+    With `check_arrays`, every entry's .npy must exist with the recorded shape (a header read, cheap);
+    `verify_cache` also checks the hashes. Raises CacheError.
+    """
+    cache_dir = Path(cache_dir)
+    meta = read_meta(cache_dir)
+    entries: dict[str, CacheEntry] = {}
+    for manifest in sorted(cache_dir.glob("manifest*.json")):
+        try:
+            clips = json.loads(manifest.read_text(encoding="utf-8"))["clips"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CacheError(f"{manifest}: malformed manifest ({e})") from None
+        for d in clips:
+            entry = CacheEntry.from_json(d, where=str(manifest))
+            entries[entry.clip_id] = entry
+    for entry in _read_records(cache_dir):
+        entries[entry.clip_id] = entry
+    index = CacheIndex(cache_dir, meta, tuple(entries[k] for k in sorted(entries)))
+    if check_arrays:
+        problems = [p for e in index.entries if (p := check_entry(cache_dir, e))]
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise CacheError(f"{cache_dir}: {'; '.join(problems[:3])}{more}; re-run preprocess to repair")
+    return index
+
+
+def load_clip(cache_dir: str | os.PathLike, entry: CacheEntry, *, mmap: bool = True) -> np.ndarray:
+    """The uint8 (T, H, W, 3) frames of `entry`; memory-mapped read-only unless `mmap=False`."""
+    path = npy_path(cache_dir, entry)
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CacheError(f"{path}: cannot read ({e})") from None
+    if array.shape != entry.shape or array.dtype != np.uint8:
+        raise CacheError(f"{path}: shape {array.shape} {array.dtype}, the record says {entry.shape} uint8")
+    return array
+
+
+def npy_path(cache_dir: str | os.PathLike, entry: CacheEntry) -> Path:
+    _check_names(entry, "entry")
+    return Path(cache_dir) / CLIPS_DIR / entry.npy
+
+
+def check_entry(cache_dir: str | os.PathLike, entry: CacheEntry, *, verify_hash: bool = False) -> str | None:
+    """None when the entry's array is present and right (shape from the header; hash if asked)."""
+    path = npy_path(cache_dir, entry)
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = _HEADER_READERS.get(version)
+            if read_header is None:
+                return f"{entry.clip_id}: {path.name} has .npy format {version}"
+            shape, fortran, dtype = read_header(f)
+    except FileNotFoundError:
+        return f"{entry.clip_id}: {path.name} is missing"
+    except (OSError, ValueError) as e:
+        return f"{entry.clip_id}: {path.name} unreadable ({e})"
+    if shape != entry.shape or dtype != np.uint8 or fortran:
+        return f"{entry.clip_id}: {path.name} holds {shape} {dtype}, the record says {entry.shape} uint8"
+    if verify_hash and array_sha256(load_clip(cache_dir, entry)) != entry.sha256:
+        return f"{entry.clip_id}: {path.name} does not match its sha256"
+    return None
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def verify_cache(cache_dir: str | os.PathLike) -> list[str]:
+    """Every problem of a cache (missing or altered arrays), hashes included; [] when all is well."""
+    index = read_cache(cache_dir, check_arrays=False)
+    return [p for e in index.entries if (p := check_entry(cache_dir, e, verify_hash=True))]
+
+
+def _read_records(cache_dir: Path) -> list[CacheEntry]:
+    out = []
+    for record in sorted((cache_dir / CLIPS_DIR).glob("[!.]*.json")):
+        try:
+            d = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise CacheError(f"{record}: unreadable record ({e})") from None
+        out.append(CacheEntry.from_json(d, where=str(record)))
+    return out
+
+
+def _check_names(entry: CacheEntry, where: str) -> None:
+    """Refuse names that would read or write outside the cache folder or the dataset root."""
+    if not _NPY_NAME.match(entry.npy):
+        raise CacheError(f"{where}: entry {entry.clip_id!r} has an unsafe array name {entry.npy!r}")
+    rel = PurePosixPath(entry.path)
+    if not entry.path or rel.is_absolute() or ".." in rel.parts or "\\" in entry.path or ":" in rel.parts[0]:
+        raise CacheError(
+            f"{where}: entry {entry.clip_id!r} has a source path {entry.path!r} outside the dataset root"
+        )
+
+
+# --- writing (used by the preprocess job) ----------------------------------------------------------
+
+
+def npy_name(clip_id: str) -> str:
+    """A stable, safe file name for a clip id: readable part plus a hash (ids may hold '/')."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", clip_id).strip("._-")[:80] or "clip"
+    digest = hashlib.sha1(clip_id.encode("utf-8")).hexdigest()[:10]
+    return f"{readable}-{digest}.npy"
+
+
+def array_sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).data).hexdigest()
+
+
+def open_cache(cache_dir: str | os.PathLike, meta: CacheMeta) -> None:
+    """Create a cache for `meta`, or check that an existing one was built with the same settings."""
+    cache_dir = Path(cache_dir)
+    (cache_dir / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
+    if (cache_dir / META_FILE).exists():
+        old = read_meta(cache_dir)
+        if (old.dataset, old.fps, tuple(old.size)) != (meta.dataset, meta.fps, tuple(meta.size)):
+            raise CacheError(
+                f"{cache_dir} holds {old.dataset} at {old.fps:g} fps {old.size[0]}x{old.size[1]}, not "
+                f"{meta.dataset} at {meta.fps:g} fps {meta.size[0]}x{meta.size[1]}; use another cache folder"
+            )
+        if old == meta:
+            return
+    write_json(cache_dir / META_FILE, {**asdict(meta), "size": list(meta.size)})
+
+
+def record_path(cache_dir: str | os.PathLike, clip_id: str) -> Path:
+    return Path(cache_dir) / CLIPS_DIR / npy_name(clip_id).replace(".npy", ".json")
+
+
+def write_clip(
+    cache_dir: str | os.PathLike,
+    frames: np.ndarray,
+    *,
+    clip_id: str,
+    path: str,
+    labels: tuple[str, ...],
+    group: str | None,
+    split: str | None,
+    fps: float,
+    source_size: int,
+    source_mtime_ns: int,
+    backend: str,
+) -> CacheEntry:
+    """Write one clip's array, then its record (each atomically); return the record."""
+    assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[3] == 3, (
+        f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}"
+    )
+    T, H, W, _ = frames.shape
+    entry = CacheEntry(
+        clip_id=clip_id,
+        path=path,
+        labels=tuple(labels),
+        group=group,
+        split=split,
+        frames=T,
+        fps=fps,
+        size=(W, H),
+        source_size=source_size,
+        source_mtime_ns=source_mtime_ns,
+        sha256=array_sha256(frames),
+        npy=npy_name(clip_id),
+        backend=backend,
+    )
+    with atomic_open(npy_path(cache_dir, entry), "wb") as f:
+        np.save(f, np.ascontiguousarray(frames), allow_pickle=False)
+    write_record(cache_dir, entry)
+    return entry
+
+
+def write_record(cache_dir: str | os.PathLike, entry: CacheEntry) -> None:
+    write_json(record_path(cache_dir, entry.clip_id), entry.to_json())
+
+
+def read_record(cache_dir: str | os.PathLike, clip_id: str) -> CacheEntry | None:
+    """The record of `clip_id`, or None when there is none or it cannot be read."""
+    path = record_path(cache_dir, clip_id)
+    try:
+        return CacheEntry.from_json(json.loads(path.read_text(encoding="utf-8")), where=str(path))
+    except (OSError, ValueError, CacheError):
+        return None
+
+
+def write_manifest(
+    cache_dir: str | os.PathLike, meta: CacheMeta, entries: list[CacheEntry], name: str
+) -> Path:
+    """Gather records into one manifest file (`manifest.json` or `manifest.shard-I-of-N.json`)."""
+    path = Path(cache_dir) / name
+    payload = {**asdict(meta), "size": list(meta.size), "clips": [e.to_json() for e in entries]}
+    write_json(path, payload)
+    return path
+
+
+def write_failures(path: str | os.PathLike, failures: list[dict]) -> None:
+    """JSON lines `{"clip_id", "path", "reason"}`; written whole (an empty file means no failures)."""
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        for failure in failures:
+            f.write(json.dumps(failure, sort_keys=True) + "\n")
