@@ -1,0 +1,152 @@
+"""Classify videos, folders, YouTube-8M TFRecords or `.npy` feature arrays with a checkpoint.
+
+    python -m app classify INPUT... --checkpoint CKPT --output OUT_DIR [--top-k 5]
+        [--batch-size 8] [--workers 2] [--device auto|cpu|cuda] [--feature-weights DIR]
+
+Folders are searched recursively and every file in them gets a row (hidden files are skipped);
+whether a file is a video is decided by decoding it, not by its extension. Writes, atomically, to
+OUT_DIR: predictions.csv (path, rank, label, score), predictions.jsonl (one object per input),
+report.html, and submission.csv (Kaggle format) when TFRecord records were classified.
+Exit code 0 when every input was classified, 3 when some failed, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+from app.errors import UsageError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="video files, folders, TFRecord files/patterns, .npy arrays")
+    p.add_argument("--checkpoint", required=True, help="checkpoint: NAME.json / NAME.safetensors / run folder")
+    p.add_argument("--output", required=True, help="output folder (created)")
+    p.add_argument("--top-k", type=int, default=5, help="labels kept per input (default 5)")
+    p.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass (default 8)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="decoding processes (0: decode in this process)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
+    p.add_argument("--max-frames", type=int, default=None, help="keep at most this many frames per video")
+    p.add_argument("--feature-weights", default=None, metavar="DIR",
+                   help="local Inception/PCA/VGGish files, to give raw videos to a YouTube-8M feature model")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from app.checkpoint import CheckpointError, load_checkpoint
+    from app.inference import InferenceOptions, classify, discover_inputs, resolve_device
+    from app.report import write_report
+
+    if not args.inputs:
+        raise UsageError("no inputs: give video files, folders, TFRecord files or .npy arrays to classify")
+    for name, value in (("--top-k", args.top_k), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise UsageError(f"{name} must be at least 1, got {value}")
+    if args.workers < 0:
+        raise UsageError(f"--workers must be 0 or more, got {args.workers}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if not os.path.exists(args.checkpoint) and not os.path.exists(Path(args.checkpoint).with_suffix(".json")):
+        raise UsageError(f"checkpoint not found: {args.checkpoint}")
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except CheckpointError as e:
+        raise UsageError(" ".join(str(e).split())) from None
+
+    items = discover_inputs(args.inputs)
+    if not items:
+        raise UsageError(f"no input files found in {' '.join(args.inputs)}")
+    options = InferenceOptions(
+        top_k=args.top_k, batch_size=args.batch_size, workers=args.workers,
+        device=args.device, max_frames=args.max_frames,
+    )
+    extractor = None
+    if ckpt.input_spec.get("kind") == "features" and any(it.kind == "video" for it in items):
+        from preprocessing.features import FeatureExtractorError, load_feature_extractor
+
+        if args.feature_weights is None:
+            raise UsageError(
+                "this checkpoint takes YouTube-8M features, and raw videos need a feature extractor: "
+                "pass --feature-weights DIR holding the local Inception/PCA/VGGish files listed in "
+                "preprocessing/features.py (they cannot be downloaded here)"
+            )
+        try:
+            extractor = load_feature_extractor(args.feature_weights)
+        except FeatureExtractorError as e:
+            raise UsageError(str(e)) from None
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:  # --device cuda without CUDA
+        raise UsageError(str(e)) from None
+    if device.type == "cpu" and args.workers > 0:
+        # Leave the decoders their cores: torch would otherwise run one thread per core.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - args.workers))
+
+    out = Path(args.output)
+    has_records = any(it.kind == "tfrecord" for it in items)
+    with tqdm(
+        total=None if has_records else len(items), unit="video", desc="classify",
+        disable=args.no_progress, file=sys.stderr, dynamic_ncols=True,
+    ) as bar:
+        result = classify(items, ckpt, options=options, feature_extractor=extractor, on_prediction=lambda p: bar.update(1))
+    preds = result.predictions
+
+    _write_outputs(out, preds, ckpt)
+    write_report(
+        out / "report.html",
+        preds,
+        details={
+            "checkpoint": str(ckpt.path),
+            "model": ckpt.model_name,
+            "classes": str(len(ckpt.class_names)),
+            "input": _describe_spec(ckpt.input_spec),
+        },
+    )
+    failed = [p for p in preds if not p.ok]
+    for p in failed[:20]:
+        print(f"failed: {p.error}", file=sys.stderr)
+    if len(failed) > 20:
+        print(f"... and {len(failed) - 20} more failures (see predictions.jsonl)", file=sys.stderr)
+    print(
+        f"{result.n_ok} ok, {result.n_failed} failed, {result.videos_per_second:.2f} videos/s; "
+        f"report: {out / 'report.html'}"
+    )
+    return 3 if failed else 0
+
+
+def _write_outputs(out: Path, preds: list, ckpt) -> None:
+    from app.fileio import atomic_open
+    from app.inference import prediction_record
+
+    with atomic_open(out / "predictions.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "rank", "label", "score"])
+        for p in preds:
+            for rank, (label, score) in enumerate(p.labels, start=1):
+                w.writerow([p.path, rank, label, f"{score:.6f}"])
+    with atomic_open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for p in preds:
+            f.write(json.dumps(prediction_record(p), ensure_ascii=False) + "\n")
+    records = [p for p in preds if p.kind == "tfrecord" and p.ok]
+    if records:
+        from app.metrics.yt8m import write_kaggle_csv
+
+        write_kaggle_csv(
+            out / "submission.csv",
+            [p.video_id for p in records],
+            [list(zip(p.top_indices, p.top_scores)) for p in records],
+        )
+
+
+def _describe_spec(spec: dict) -> str:
+    if spec.get("kind") == "pixels":
+        w, h = spec.get("size", ("?", "?"))
+        return f"pixels {w}x{h} at {spec.get('fps')} fps"
+    return f"features ({spec.get('dims', 1152)}-d, {spec.get('level', 'frame')} level)"
