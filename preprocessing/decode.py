@@ -50,6 +50,15 @@ class _Failure(Exception):
     """A decoder gave up on a file (internal: turned into VideoDecodeError or a fallback)."""
 
 
+class _Truncated(_Failure):
+    """The file decoded, but to much less than its header promises: damaged, not worth a fallback."""
+
+
+# A clip is called truncated when it decodes to less than this share of its header's duration
+# (and at least a second less). Headers are estimates, so the margin is wide.
+_TRUNCATED_SHARE = 0.5
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What the container header says about one video stream (headers can lie: decode to count)."""
@@ -130,6 +139,8 @@ def decode_video(
     if backend in ("auto", "pyav"):
         try:
             return DecodedVideo(_decode_pyav(path, fps, size, stream, max_frames, threads), "pyav")
+        except _Truncated as e:
+            raise VideoDecodeError(path, str(e)) from e
         except _PYAV_ERRORS as e:
             pyav_reason = _reason(e)
             if backend == "pyav":
@@ -298,13 +309,25 @@ def _decode_pyav(path, fps, size, stream, max_frames, threads, index_timing=None
                 duration = 1 / Fraction(rate)
             else:
                 duration = Fraction(pending.duration) * tb
-            total = sampler.total(last_t + duration, n)
+            end = last_t + duration
+            # The header's length: the stream duration, or its frame count (an AVI cut short keeps
+            # its count but gets a duration estimated from the file size).
+            header = max(float(vs.duration * tb) if vs.duration else 0.0, (vs.frames or 0) / float(rate))
+            _check_complete(float(end), header)
+            total = sampler.total(end, n)
             if max_frames is not None:
                 total = min(total, max_frames)
             if len(out) < total:
                 out += [_to_rgb(pending, size)] * (total - len(out))
             return np.stack(out[:total])
     return _decode_pyav(path, fps, size, stream, max_frames, threads, index_timing=True)
+
+
+def _check_complete(decoded_seconds: float, header_seconds: float) -> None:
+    if decoded_seconds < _TRUNCATED_SHARE * header_seconds and header_seconds - decoded_seconds > 1.0:
+        raise _Truncated(
+            f"truncated or damaged: decoded {decoded_seconds:.2f} s of the {header_seconds:.2f} s in its header"
+        )
 
 
 def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
@@ -361,6 +384,9 @@ def _decode_opencv(path, fps, size, stream, max_frames) -> np.ndarray:
                 return np.stack(out[:max_frames])
         if n == 0 or not out:
             raise _Failure("OpenCV decoded no frames")
+        header_frames = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        if header_frames > 0 and math.isfinite(header_frames):
+            _check_complete(n / float(rate), header_frames / float(rate))
         total = sampler.total(Fraction(n) / rate, n)
         out += [out[-1]] * max(0, total - len(out))
         return np.stack(out[:total])
