@@ -1,0 +1,259 @@
+"""Quasi-Recurrent Neural Networks (Bradbury, Merity, Xiong & Socher 2016, arXiv:1611.01576).
+
+A QRNN layer computes its gates for all steps at once with a causal convolution of width k over
+the input, then runs only an elementwise recurrence ("pooling") over time:
+
+    Z = tanh(conv(X)),  F = sigmoid(conv(X)),  O = sigmoid(conv(X)),  I = sigmoid(conv(X))
+    f-pooling:   c_t = f_t * c_{t-1} + (1 - f_t) * z_t,   h_t = c_t
+    fo-pooling:  the same c_t,                            h_t = o_t * c_t
+    ifo-pooling: c_t = f_t * c_{t-1} + i_t * z_t,         h_t = o_t * c_t
+
+Zoneout on F keeps a unit's previous state: in training 1 - f is dropped (without rescaling) with
+probability p, in evaluation 1 - f is scaled by 1 - p (the expectation; pytorch-qrnn does the same).
+
+The recurrence c_t = f_t * c_{t-1} + u_t (u = (1 - f) z or i z) runs in `ForgetMult`, an autograd
+Function with a hand-written reverse-time backward; `forget_mult_reference` is the plain loop kept
+as the reference the tests compare against. Both are CPU/GPU agnostic torch code; there is no
+custom CUDA kernel (a compiled kernel would be faster on GPU but breaks across torch versions).
+
+`QRNNClassifier` (registry name "qrnn") classifies YouTube-8M features `(B, T, 1152)`: per-frame l2
+normalization (like the starter baselines), a stack of QRNN layers, pooling over the true steps
+(`pool = "mean"` of the outputs by default: a video's labels describe all of it; or "last", the
+output at the last true step, with the backward direction's output at step 0), dropout, classifier.
+Padding never leaks: the convolution is causal, the backward direction runs on each sequence
+reversed within its own length, and pooling reads only true steps. Video-level input is T = 1,
+where the QRNN is a gated MLP: h = o * (1 - f) * z.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from models.registry import register_model
+from models.yt8m_baselines import FEATURE_DIM, NUM_CLASSES, l2_normalize_frames, length_mask, make_classifier
+
+POOLINGS = ("f", "fo", "ifo")
+
+
+# ------------------------------------------------------------------------------------------------
+# The recurrence c_t = f_t * c_{t-1} + u_t
+
+
+class ForgetMult(torch.autograd.Function):
+    """c_t = f_t * c_{t-1} + u_t over time-major (T, B, H) tensors, with initial state c0 (B, H).
+
+    Backward, with g_t = dL/dc_t from outside: dc_t = g_t + f_{t+1} * dc_{t+1} (one reverse loop),
+    then du_t = dc_t, df_t = dc_t * c_{t-1}, dc0 = f_1 * dc_1 (vectorized).
+    """
+
+    @staticmethod
+    def forward(ctx, f: torch.Tensor, u: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
+        T = f.shape[0]
+        f, u = f.contiguous(), u.contiguous()
+        c = torch.empty_like(u)
+        prev = c0
+        for t in range(T):
+            torch.addcmul(u[t], f[t], prev, out=c[t])
+            prev = c[t]
+        ctx.save_for_backward(f, c, c0)
+        return c
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_c: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        f, c, c0 = ctx.saved_tensors
+        T = f.shape[0]
+        grad_c = grad_c.contiguous()
+        dc = torch.empty_like(grad_c)
+        dc[T - 1] = grad_c[T - 1]
+        for t in range(T - 2, -1, -1):
+            torch.addcmul(grad_c[t], f[t + 1], dc[t + 1], out=dc[t])
+        df = du = dc0 = None
+        if ctx.needs_input_grad[0]:
+            df = torch.empty_like(dc)
+            torch.mul(dc[1:], c[:-1], out=df[1:])
+            torch.mul(dc[0], c0, out=df[0])
+        if ctx.needs_input_grad[1]:
+            du = dc
+        if ctx.needs_input_grad[2]:
+            dc0 = f[0] * dc[0]
+        return df, du, dc0
+
+
+def forget_mult(f: torch.Tensor, u: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
+    """c (T, B, H) with c_t = f_t * c_{t-1} + u_t; f, u (T, B, H), c0 (B, H) or None (zeros)."""
+    if c0 is None:
+        c0 = u.new_zeros(u.shape[1:])
+    return ForgetMult.apply(f, u, c0)
+
+
+def forget_mult_reference(f: torch.Tensor, u: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
+    """The plain loop over `unbind(0)`, differentiated by autograd: the reference implementation."""
+    c = u.new_zeros(u.shape[1:]) if c0 is None else c0
+    out = []
+    for f_t, u_t in zip(f.unbind(0), u.unbind(0)):
+        c = f_t * c + u_t
+        out.append(c)
+    return torch.stack(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# Layers
+
+
+class QRNNLayer(nn.Module):
+    """One QRNN layer over time-major input: (T, B, D) -> hidden outputs h (T, B, H).
+
+    All gates come from one matmul over the stacked causal window [x_{t-k+1}, ..., x_t] (zeros
+    before the start), i.e. a width-k causal Conv1d.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, *, window: int = 1, pooling: str = "fo", zoneout: float = 0.0) -> None:
+        super().__init__()
+        assert pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {pooling!r}"
+        assert window >= 1, "window must be >= 1"
+        assert 0.0 <= zoneout < 1.0, "zoneout must be in [0, 1)"
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.window, self.pooling, self.zoneout = window, pooling, zoneout
+        self.num_gates = len(pooling) + 1  # Z plus one per letter: F, O, I
+        self.conv = nn.Linear(window * input_size, self.num_gates * hidden_size)
+
+    def forward(self, x: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
+        T, B, D = x.shape
+        H, k = self.hidden_size, self.window
+        if k > 1:
+            padded = F.pad(x, (0, 0, 0, 0, k - 1, 0))  # (T+k-1, B, D), zeros before the start
+            x = torch.cat([padded[j : j + T] for j in range(k)], dim=-1)  # (T, B, k*D), oldest first
+        gates = self.conv(x)  # (T, B, G*H)
+        z = torch.tanh(gates[..., :H])
+        f = torch.sigmoid(gates[..., H : 2 * H])
+        keep = 1.0 - f  # the share of the new candidate (f-pooling); zoneout drops it
+        if self.zoneout > 0:
+            if self.training:
+                keep = keep * torch.empty_like(keep).bernoulli_(1.0 - self.zoneout)
+            else:
+                keep = keep * (1.0 - self.zoneout)
+            f = 1.0 - keep
+        u = torch.sigmoid(gates[..., 3 * H : 4 * H]) * z if self.pooling == "ifo" else keep * z
+        c = forget_mult(f, u, c0)  # (T, B, H)
+        if self.pooling == "f":
+            return c
+        return torch.sigmoid(gates[..., 2 * H : 3 * H]) * c  # (T, B, H)
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence of time-major (T, B, ...) within its own length; padding stays put."""
+    T, B = x.shape[:2]
+    t = torch.arange(T, device=x.device)[:, None]  # (T, 1)
+    L = lengths.to(x.device)[None, :]  # (1, B)
+    idx = torch.where(t < L, L - 1 - t, t)  # (T, B); an involution
+    return x.gather(0, idx.view(T, B, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+class QRNN(nn.Module):
+    """Stacked, optionally bidirectional QRNN: batch-first (B, T, D) + lengths -> (B, T, H * dirs).
+
+    Outputs beyond each length are zero.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        num_layers: int = 1,
+        window: int = 1,
+        pooling: str = "fo",
+        zoneout: float = 0.0,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_directions = 2 if bidirectional else 1
+        self.layers = nn.ModuleList()
+        for i in range(num_layers):
+            d_in = input_size if i == 0 else hidden_size * self.num_directions
+            self.layers.append(
+                nn.ModuleList(
+                    QRNNLayer(d_in, hidden_size, window=window, pooling=pooling, zoneout=zoneout)
+                    for _ in range(self.num_directions)
+                )
+            )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, D = x.shape
+        lengths = torch.full((B,), T, dtype=torch.long, device=x.device) if lengths is None else lengths.to(x.device)
+        mask = length_mask(lengths, T).t()[..., None].to(x.dtype)  # (T, B, 1)
+        h = x.transpose(0, 1)  # (T, B, D) time-major for the recurrence
+        for i, directions in enumerate(self.layers):
+            if i > 0:
+                h = self.dropout(h)
+            outs = [directions[0](h)]
+            if self.num_directions == 2:
+                outs.append(reverse_padded(directions[1](reverse_padded(h, lengths)), lengths))
+            h = torch.cat(outs, dim=-1) * mask  # (T, B, H*dirs), zero beyond each length
+        return h.transpose(0, 1)  # (B, T, H*dirs)
+
+
+# ------------------------------------------------------------------------------------------------
+# Classifier
+
+
+@dataclass(frozen=True)
+class QRNNConfig:
+    num_classes: int = NUM_CLASSES  # K, the vocabulary size (YouTube-8M: 3862)
+    input_size: int = FEATURE_DIM  # D, 1024 rgb + 128 audio
+    hidden_size: int = 1024  # H per direction
+    num_layers: int = 2  # stacked QRNN layers
+    window: int = 2  # causal convolution width k (the paper uses 2 on its first layers)
+    pooling: str = "fo"  # "f", "fo" or "ifo"
+    zoneout: float = 0.0  # probability of keeping a unit's previous state (training)
+    dropout: float = 0.0  # dropout between layers and before the classifier
+    bidirectional: bool = False  # add a backward-in-time QRNN per layer (outputs concatenated)
+    pool: str = "mean"  # over time: "mean" of the true steps' outputs, or "last" true step
+    classifier: str = "logistic"  # head on the pooled vector: "logistic" (linear) or "moe"
+    num_mixtures: int = 2  # MoE experts when classifier = "moe"
+    l2_normalize: bool = True  # per-frame l2 normalization of the input, as the starter does
+
+
+@register_model("qrnn", QRNNConfig)
+class QRNNClassifier(nn.Module):
+    """QRNN over YouTube-8M features (B, T, 1152) + lengths -> logits (B, K)."""
+
+    def __init__(self, config: QRNNConfig) -> None:
+        super().__init__()
+        assert config.pool in ("mean", "last"), f"pool must be 'mean' or 'last', got {config.pool!r}"
+        self.config = config
+        self.qrnn = QRNN(
+            config.input_size,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            window=config.window,
+            pooling=config.pooling,
+            zoneout=config.zoneout,
+            dropout=config.dropout,
+            bidirectional=config.bidirectional,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        dirs = 2 if config.bidirectional else 1
+        self.head = make_classifier(config.classifier, config.hidden_size * dirs, config.num_classes, config.num_mixtures)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        lengths = lengths.to(x.device).clamp(1, T)
+        if self.config.l2_normalize:
+            x = l2_normalize_frames(x)
+        h = self.qrnn(x, lengths)  # (B, T, H*dirs), zero beyond each length
+        if self.config.pool == "mean":
+            pooled = h.sum(dim=1) / lengths.to(h.dtype)[:, None]  # (B, H*dirs)
+        else:
+            H = self.config.hidden_size
+            last = h[torch.arange(B, device=h.device), lengths - 1]  # (B, H*dirs)
+            pooled = torch.cat([last[:, :H], h[:, 0, H:]], dim=-1) if self.config.bidirectional else last
+        return self.head(self.dropout(pooled))  # (B, K)

@@ -1,0 +1,135 @@
+"""QRNN: the fast recurrence against the plain loop, gradcheck, layer semantics, padding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import create_model
+from models.qrnn import QRNN, ForgetMult, QRNNLayer, forget_mult, forget_mult_reference, reverse_padded
+
+
+def test_forget_mult_matches_reference_loop():
+    torch.manual_seed(0)
+    T, B, H = 50, 4, 16
+    f = torch.rand(T, B, H, requires_grad=True)
+    u = torch.randn(T, B, H, requires_grad=True)
+    c0 = torch.randn(B, H, requires_grad=True)
+    g = torch.randn(T, B, H)
+    fast = forget_mult(f, u, c0)
+    grads_fast = torch.autograd.grad(fast, (f, u, c0), g)
+    ref = forget_mult_reference(f, u, c0)
+    grads_ref = torch.autograd.grad(ref, (f, u, c0), g)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=0)
+    for a, b in zip(grads_fast, grads_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    assert grads_fast[0].abs().sum() > 0  # gradients are not trivially zero
+
+
+def test_forget_mult_gradcheck_float64():
+    torch.manual_seed(1)
+    f = torch.rand(6, 2, 3, dtype=torch.float64, requires_grad=True)
+    u = torch.randn(6, 2, 3, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ForgetMult.apply, (f, u, c0))
+
+
+def _layer_reference(layer: QRNNLayer, x: torch.Tensor) -> torch.Tensor:
+    """The paper's equations written out with an explicit causal conv and a Python loop."""
+    T, B, D = x.shape
+    H, k = layer.hidden_size, layer.window
+    W = layer.conv.weight.view(-1, k, D)  # (G*H, k, D), window oldest first
+    gates = []
+    for t in range(T):
+        acc = layer.conv.bias.expand(B, -1).clone()
+        for j in range(k):
+            src = t - (k - 1) + j
+            if src >= 0:
+                acc = acc + x[src] @ W[:, j].t()
+        gates.append(acc)
+    g = torch.stack(gates)  # (T, B, G*H)
+    z, f = torch.tanh(g[..., :H]), torch.sigmoid(g[..., H : 2 * H])
+    c = torch.zeros(B, H)
+    out = []
+    for t in range(T):
+        if layer.pooling == "ifo":
+            c = f[t] * c + torch.sigmoid(g[t, :, 3 * H :]) * z[t]
+        else:
+            c = f[t] * c + (1 - f[t]) * z[t]
+        out.append(c if layer.pooling == "f" else torch.sigmoid(g[t, :, 2 * H : 3 * H]) * c)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("pooling,window", [("f", 1), ("fo", 2), ("ifo", 3)])
+def test_layer_matches_equations(pooling, window):
+    torch.manual_seed(2)
+    layer = QRNNLayer(5, 4, window=window, pooling=pooling)
+    x = torch.randn(7, 3, 5)
+    torch.testing.assert_close(layer(x), _layer_reference(layer, x), atol=1e-5, rtol=1e-5)
+
+
+def test_zoneout_keeps_state_in_training_and_scales_in_eval():
+    torch.manual_seed(3)
+    layer = QRNNLayer(4, 6, pooling="f", zoneout=1.0 - 1e-6)
+    x = torch.randn(5, 2, 4)
+    layer.train()
+    assert layer(x).abs().max() == 0  # every unit zoned out: the zero state is kept
+    layer.zoneout = 0.5
+    layer.eval()
+    plain = QRNNLayer(4, 6, pooling="f")
+    plain.load_state_dict(layer.state_dict())
+    y_zone, y_plain = layer(x), plain(x)
+    assert not torch.allclose(y_zone, y_plain)
+    torch.testing.assert_close(y_zone[0], 0.5 * y_plain[0])  # first step: (1-f) z scaled by 1-p
+
+
+def test_reverse_padded_is_an_involution_within_lengths():
+    x = torch.arange(12.0).view(4, 3, 1)  # (T, B, 1)
+    lengths = torch.tensor([4, 2, 1])
+    r = reverse_padded(x, lengths)
+    assert r[:, 0, 0].tolist() == [9.0, 6.0, 3.0, 0.0]
+    assert r[:, 1, 0].tolist() == [4.0, 1.0, 7.0, 10.0]  # reversed first 2, padding untouched
+    torch.testing.assert_close(reverse_padded(r, lengths), x)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_stack_ignores_padding(bidirectional):
+    torch.manual_seed(4)
+    qrnn = QRNN(6, 5, num_layers=2, window=2, bidirectional=bidirectional).eval()
+    lengths = torch.tensor([7, 3, 5])
+    x = torch.randn(3, 7, 6)
+    noisy = x.clone()
+    for b, n in enumerate(lengths.tolist()):
+        noisy[b, n:] = 100 * torch.randn(7 - n, 6)
+    y, y_noisy = qrnn(x, lengths), qrnn(noisy, lengths)
+    torch.testing.assert_close(y, y_noisy)
+    # Each sequence alone, unpadded, gives the same outputs as in the padded batch.
+    for b, n in enumerate(lengths.tolist()):
+        alone = qrnn(x[b : b + 1, :n], torch.tensor([n]))
+        torch.testing.assert_close(alone[0], y[b, :n], atol=1e-6, rtol=1e-5)
+    assert y[1, 3:].abs().max() == 0  # outputs beyond the length are zero
+
+
+@pytest.mark.parametrize("pool", ["mean", "last"])
+def test_classifier_pools_true_steps(pool):
+    torch.manual_seed(5)
+    model = create_model("qrnn", num_classes=7, input_size=10, hidden_size=8, num_layers=2, pool=pool, bidirectional=True)
+    model.eval()
+    x = torch.randn(2, 6, 10)
+    lengths = torch.tensor([6, 2])
+    logits = model(x, lengths)
+    alone = model(x[1:, :2], torch.tensor([2]))
+    torch.testing.assert_close(logits[1:], alone, atol=1e-6, rtol=1e-5)
+    assert logits.shape == (2, 7)
+
+
+def test_video_level_input_is_a_gated_mlp():
+    torch.manual_seed(6)
+    model = create_model("qrnn", num_classes=3, input_size=4, hidden_size=5, num_layers=1, window=1).eval()
+    x = torch.randn(2, 1, 4)
+    layer = model.qrnn.layers[0][0]
+    xn = x[:, 0] / x[:, 0].norm(dim=-1, keepdim=True)
+    g = layer.conv(xn)
+    z, f, o = torch.tanh(g[:, :5]), torch.sigmoid(g[:, 5:10]), torch.sigmoid(g[:, 10:])
+    want = model.head(o * (1 - f) * z)
+    torch.testing.assert_close(model(x, torch.tensor([1, 1])), want)

@@ -1,0 +1,77 @@
+"""YouTube-8M feature models at tiny size: shapes, finite logits, gradients, padding invariance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import create_model
+from models.yt8m_baselines import MoE, l2_normalize_frames, masked_mean
+
+K, D = 11, 12
+TINY = {
+    "logistic": {},
+    "moe": {"num_mixtures": 2},
+    "frame_logistic": {},
+    "dbof": {"cluster_size": 16, "hidden_size": 8, "iterations": 5},
+    "frame_lstm": {"hidden_size": 6, "num_layers": 2},
+    "qrnn": {"hidden_size": 8, "num_layers": 2, "window": 2, "bidirectional": True, "zoneout": 0.1, "dropout": 0.1},
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_feature_model_tiny(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=K, input_size=D, **TINY[name])
+    lengths = torch.tensor([5, 2, 1])
+    x = torch.randn(3, 5, D)
+    model.train()
+    logits = model(x, lengths)
+    assert logits.shape == (3, K) and torch.isfinite(logits).all()
+    logits.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
+    # Padding invariance (eval mode): garbage beyond the lengths, or no padding at all, same logits.
+    model.eval()
+    with torch.no_grad():
+        ref = model(x, lengths)
+        noisy = x.clone()
+        noisy[1, 2:] = 50.0
+        noisy[2, 1:] = -50.0
+        torch.testing.assert_close(model(noisy, lengths), ref)
+        alone = model(x[1:2, :2], lengths[1:2])
+        torch.testing.assert_close(alone, ref[1:2], atol=1e-5, rtol=1e-5)
+    # Video-level input (T = 1) works too.
+    with torch.no_grad():
+        assert model(torch.randn(4, 1, D), torch.ones(4, dtype=torch.long)).shape == (4, K)
+
+
+def test_moe_logits_are_logit_of_the_starter_mixture():
+    torch.manual_seed(1)
+    moe = MoE(D, K, num_mixtures=3)
+    x = torch.randn(4, D)
+    gate = torch.softmax(moe.gates(x).view(4, K, 4), dim=-1)
+    expert = torch.sigmoid(moe.experts(x).view(4, K, 3))
+    p = (gate[..., :3] * expert).sum(-1)
+    torch.testing.assert_close(torch.sigmoid(moe(x)), p, atol=1e-6, rtol=1e-5)
+    with torch.no_grad():  # saturated experts and gates stay finite in log space
+        moe.experts.weight.mul_(1e4)
+        moe.gates.weight.mul_(1e4)
+    assert torch.isfinite(moe(x)).all()
+
+
+def test_l2_normalize_and_masked_mean():
+    x = torch.tensor([[[3.0, 4.0], [0.0, 0.0]]])
+    torch.testing.assert_close(l2_normalize_frames(x), torch.tensor([[[0.6, 0.8], [0.0, 0.0]]]))
+    torch.testing.assert_close(masked_mean(torch.tensor([[[1.0], [3.0], [100.0]]]), torch.tensor([2])), torch.tensor([[2.0]]))
+
+
+def test_frame_lstm_uses_final_state_of_true_frames():
+    torch.manual_seed(2)
+    model = create_model("frame_lstm", num_classes=K, input_size=D, hidden_size=4, num_layers=2, classifier="logistic").eval()
+    x = torch.randn(1, 6, D)
+    with torch.no_grad():
+        _, (h, c) = model.lstm(l2_normalize_frames(x[:, :4]))
+        state = torch.cat([c[0], h[0], c[1], h[1]], dim=-1)  # TF MultiRNNCell(state_is_tuple=False) order
+        torch.testing.assert_close(model(x, torch.tensor([4])), model.classifier(state))
