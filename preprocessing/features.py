@@ -126,9 +126,12 @@ class VGGish(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.embeddings = nn.Sequential(
-            nn.Linear(512 * 6 * 4, 4096), nn.ReLU(inplace=True),
-            nn.Linear(4096, 4096), nn.ReLU(inplace=True),
-            nn.Linear(4096, 128), nn.ReLU(inplace=True),
+            nn.Linear(512 * 6 * 4, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, 128),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,7 +188,9 @@ class FeatureExtractor:
         self.vggish = vggish.eval()
         self.pca_mean = pca_mean.astype(np.float32)  # (2048,)
         self.pca_eigenvecs = pca_eigenvecs.astype(np.float32)  # (2048, 1024)
-        self.pca_scale = (1.0 / np.sqrt(pca_eigenvals.astype(np.float64) + 1e-4)).astype(np.float32)  # (1024,)
+        self.pca_scale = (1.0 / np.sqrt(pca_eigenvals.astype(np.float64) + 1e-4)).astype(
+            np.float32
+        )  # (1024,)
         self.vggish_pca_vectors = vggish_pca_vectors.astype(np.float32)  # (128, 128)
         self.vggish_pca_means = vggish_pca_means.reshape(-1).astype(np.float32)  # (128,)
         self.batch_size = batch_size
@@ -200,7 +205,9 @@ class FeatureExtractor:
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         pools = []
         for s in range(0, T, self.batch_size):
-            x = torch.from_numpy(frames[s : s + self.batch_size]).permute(0, 3, 1, 2).float() / 255.0  # (b, 3, H, W)
+            x = (
+                torch.from_numpy(frames[s : s + self.batch_size]).permute(0, 3, 1, 2).float() / 255.0
+            )  # (b, 3, H, W)
             pools.append(self.inception((x - mean) / std).numpy())  # (b, 2048)
         pool = np.concatenate(pools) if pools else np.zeros((0, 2048), np.float32)
         return ((pool - self.pca_mean) @ self.pca_eigenvecs) * self.pca_scale  # (T, 1024)
@@ -255,13 +262,16 @@ def load_feature_extractor(weights_dir: str | os.PathLike) -> FeatureExtractor:
             raise FeatureExtractorError(f"{path} has shape {a.shape}, expected {shape}")
         return a
 
-    def weights(key: str, model: nn.Module) -> nn.Module:
+    def weights(key: str, build) -> nn.Module:
+        """Build on the meta device (no random init of ~100M parameters), then take the file's tensors."""
         path = d / FILES[key]
+        with torch.device("meta"):
+            model = build()
         try:
             state = safetensors.torch.load_file(str(path))
         except (OSError, safetensors.SafetensorError) as e:
             raise FeatureExtractorError(f"{path} is not a readable safetensors file ({e})") from None
-        result = model.load_state_dict(state, strict=False)
+        result = model.load_state_dict(state, strict=False, assign=True)
         if result.missing_keys or result.unexpected_keys:
             raise FeatureExtractorError(
                 f"{path} does not match the expected architecture (missing {result.missing_keys[:3]}, "
@@ -269,14 +279,16 @@ def load_feature_extractor(weights_dir: str | os.PathLike) -> FeatureExtractor:
             )
         return model
 
-    inception = weights("inception", inception_v3(weights=None, aux_logits=True, init_weights=False))
+    inception = weights("inception", lambda: inception_v3(weights=None, aux_logits=True, init_weights=False))
     inception.fc = nn.Identity()  # keep the 2048-d pool features
-    vggish = weights("vggish", VGGish())
+    vggish = weights("vggish", VGGish)
     try:
         with np.load(d / FILES["vggish_pca"], allow_pickle=False) as z:
             vectors, means = np.asarray(z["pca_eigen_vectors"]), np.asarray(z["pca_means"])
     except (OSError, ValueError, KeyError) as e:
-        raise FeatureExtractorError(f"{d / FILES['vggish_pca']} is not an .npz with pca_eigen_vectors and pca_means ({e})") from None
+        raise FeatureExtractorError(
+            f"{d / FILES['vggish_pca']} is not an .npz with pca_eigen_vectors and pca_means ({e})"
+        ) from None
     if vectors.shape != (128, 128) or means.size != 128:
         raise FeatureExtractorError(f"{d / FILES['vggish_pca']}: expected (128, 128) vectors and 128 means")
     return FeatureExtractor(

@@ -19,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from app.errors import UsageError
 
 
@@ -136,13 +138,14 @@ def _write_outputs(out: Path, preds: list, ckpt) -> None:
             f.write(json.dumps(prediction_record(p), ensure_ascii=False) + "\n")
     records = [p for p in preds if p.kind == "tfrecord" and p.ok]
     if records:
-        from app.metrics.yt8m import write_kaggle_csv
+        from app.metrics.yt8m import kaggle_rows
 
-        write_kaggle_csv(
-            out / "submission.csv",
-            [p.video_id for p in records],
-            [list(zip(p.top_indices, p.top_scores)) for p in records],
-        )
+        # The starter's submission format; each row from that video's own top-20 (label, score) pairs.
+        with atomic_open(out / "submission.csv", "w", newline="", encoding="utf-8") as f:
+            f.write("VideoId,LabelConfidencePairs\n")
+            for p in records:
+                row = kaggle_rows([p.video_id], np.asarray([p.top_scores]), class_indices=p.top_indices)[0]
+                f.write(row + "\n")
 
 
 def _describe_spec(spec: dict) -> str:
