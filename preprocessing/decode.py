@@ -269,8 +269,9 @@ def _decode_pyav(path, fps, size, stream, max_frames, threads, index_timing=None
     with av.open(str(path), metadata_errors="ignore") as container:
         vs, _ = _pick_stream(container, stream)
         cc = vs.codec_context
-        cc.thread_count = threads
-        cc.thread_type = "AUTO" if threads != 1 else "SLICE"
+        cc.thread_count = threads  # 0: FFmpeg picks (one per core); the frames are the same either way
+        if threads != 1:
+            cc.thread_type = "AUTO"  # frame and slice threads
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate or Fraction(25)
         tb = vs.time_base or Fraction(1, 90000)
         if index_timing is None:
@@ -293,6 +294,8 @@ def _decode_pyav(path, fps, size, stream, max_frames, threads, index_timing=None
                     t = Fraction(frame.pts - start) * tb
                     if pending is not None and t < last_t:
                         raise _NonMonotonic()
+                if size is None:  # keep the first frame's (upright) size, even if the stream changes size
+                    size = _upright_size(frame)
                 if pending is not None:
                     repeats = sampler.slots_until(t)
                     if repeats:
@@ -330,12 +333,16 @@ def _check_complete(decoded_seconds: float, header_seconds: float) -> None:
         )
 
 
-def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
-    """One frame as upright uint8 (H, W, 3) RGB at `size`, scaled and converted in one swscale pass."""
+def _upright_size(frame: av.VideoFrame) -> tuple[int, int]:
     rotation = _normalize_rotation(frame.rotation)
-    if size is None:
-        width, height = frame.width, frame.height
-    elif rotation in (90, 270):
+    return (frame.height, frame.width) if rotation in (90, 270) else (frame.width, frame.height)
+
+
+def _to_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """One frame as upright uint8 (H, W, 3) RGB at `size` (W, H), scaled and converted in one swscale
+    pass (libswscale's area filter; within ~1 grey level of converting first and then cv2 INTER_AREA)."""
+    rotation = _normalize_rotation(frame.rotation)
+    if rotation in (90, 270):
         height, width = size  # scale the stored (sideways) picture so that it is `size` once turned
     else:
         width, height = size
@@ -377,7 +384,9 @@ def _decode_opencv(path, fps, size, stream, max_frames) -> np.ndarray:
                 ok, bgr = cap.retrieve()
                 if not ok:
                     raise _Failure(f"OpenCV could not convert frame {n - 1}")
-                if size is not None:
+                if size is None:  # keep the first frame's size, even if the stream changes size
+                    size = (bgr.shape[1], bgr.shape[0])
+                if (bgr.shape[1], bgr.shape[0]) != size:
                     bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
                 out += [cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)] * repeats
             if max_frames is not None and len(out) >= max_frames:
