@@ -15,6 +15,7 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import crc32c
 
@@ -40,47 +41,53 @@ def iter_records(
     """Yield `(byte_offset, data)` for every record of one file, checking both CRCs.
 
     `skip`, if given, is an iterator of booleans, one per record: a record whose flag is True is
-    stepped over without reading or checking its data (its header CRC is still checked). Used to
-    split one file's records between several readers.
+    stepped over without reading or checking its data (its header CRC is still checked) and is not
+    yielded. Used to split one file's records between several readers.
     """
     path = Path(path)
-    size = path.stat().st_size
     skips = iter(skip) if skip is not None else None
     with open(path, "rb", buffering=1 << 20) as f:
-        offset = 0
-        while offset < size:
-            header = f.read(_HEADER.size)
-            if len(header) < _HEADER.size:
-                raise TFRecordError(f"{path}: truncated record header at byte {offset}")
-            length, length_crc = _HEADER.unpack(header)
-            if check_crc and masked_crc32c(header[:8]) != length_crc:
-                raise TFRecordError(f"{path}: corrupt record at byte {offset} (length CRC mismatch)")
-            end = offset + _HEADER.size + length + _FOOTER.size
-            if end > size:
-                raise TFRecordError(
-                    f"{path}: truncated record at byte {offset} (needs {end - offset} bytes, "
-                    f"{size - offset} left)"
-                )
+        for offset, length in _headers(path, f, check_crc):
             if skips is not None and next(skips):
                 f.seek(length + _FOOTER.size, os.SEEK_CUR)
-                offset = end
                 continue
             data = f.read(length)
             (data_crc,) = _FOOTER.unpack(f.read(_FOOTER.size))
             if check_crc and masked_crc32c(data) != data_crc:
                 raise TFRecordError(f"{path}: corrupt record at byte {offset} (data CRC mismatch)")
             yield offset, data
-            offset = end
+
+
+def _headers(path: Path, f: BinaryIO, check_crc: bool) -> Iterator[tuple[int, int]]:
+    """Read each record header at the file position; yield (offset, length). The caller must move
+    the position past the data and footer before asking for the next one."""
+    size = os.fstat(f.fileno()).st_size
+    offset = 0
+    while offset < size:
+        header = f.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            raise TFRecordError(f"{path}: truncated record header at byte {offset}")
+        length, length_crc = _HEADER.unpack(header)
+        if check_crc and masked_crc32c(header[:8]) != length_crc:
+            raise TFRecordError(f"{path}: corrupt record at byte {offset} (length CRC mismatch)")
+        end = offset + _HEADER.size + length + _FOOTER.size
+        if end > size:
+            raise TFRecordError(
+                f"{path}: truncated record at byte {offset} (needs {end - offset} bytes, {size - offset} left)"
+            )
+        yield offset, length
+        offset = end
 
 
 def count_records(path: str | os.PathLike) -> int:
     """Number of records in a file (framing and header CRCs checked, data not read)."""
-    return sum(1 for _ in iter_records(path, skip=_always(True)))
-
-
-def _always(value: bool) -> Iterator[bool]:
-    while True:
-        yield value
+    path = Path(path)
+    n = 0
+    with open(path, "rb") as f:
+        for _, length in _headers(path, f, True):
+            f.seek(length + _FOOTER.size, os.SEEK_CUR)
+            n += 1
+    return n
 
 
 def frame_record(data: bytes) -> bytes:
