@@ -9,10 +9,14 @@ Layout of a cache folder:
     manifest.shard-I-of-N.json      the same for one shard of a sharded run
     failures.jsonl                  one line per clip that failed (clip_id, path, reason); per shard too
 
-Crash safety: every file is written to a temporary name and renamed (app/fileio.py), and a clip's
-record only after its array, so a run killed at any moment leaves whole clips or nothing; a record
-is the proof that its array is complete. Readers take the union of the manifests and the records
-(records win), so the clips of a killed or sharded run are visible without any merge step.
+Crash safety: every file is written to a temporary name and renamed, and a clip's record only after
+its array, so a run killed at any moment (even `kill -9`) leaves whole clips or nothing; a record is
+the proof that its array is complete. Records and manifests are also fsynced (app/fileio.py); the
+arrays are not: they are large derived data, and waiting for the disk on each one slowed the job down
+(measured ~2x on the write), while without it the kernel writes them back as decoding goes on. If a
+power failure loses an array, its file size no longer matches its header and record: readers report
+it and the next preprocess run decodes that clip again. Readers take the union of the manifests and
+the records (records win), so the clips of a killed or sharded run are visible without a merge step.
 
 Paths in records are checked before use: an array name is a plain file name inside `clips/`, a source
 path stays inside the dataset root. A manifest saying `../../etc/passwd` is rejected.
@@ -20,10 +24,13 @@ path stays inside the dataset root. A manifest saying `../../etc/passwd` is reje
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
 import re
+import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 
@@ -208,12 +215,15 @@ def check_entry(cache_dir: str | os.PathLike, entry: CacheEntry, *, verify_hash:
             if read_header is None:
                 return f"{entry.clip_id}: {path.name} has .npy format {version}"
             shape, fortran, dtype = read_header(f)
+            data_bytes = os.fstat(f.fileno()).st_size - f.tell()
     except FileNotFoundError:
         return f"{entry.clip_id}: {path.name} is missing"
     except (OSError, ValueError) as e:
         return f"{entry.clip_id}: {path.name} unreadable ({e})"
     if shape != entry.shape or dtype != np.uint8 or fortran:
         return f"{entry.clip_id}: {path.name} holds {shape} {dtype}, the record says {entry.shape} uint8"
+    if data_bytes != math.prod(shape):
+        return f"{entry.clip_id}: {path.name} has {data_bytes} bytes of pixels, its header says {math.prod(shape)}"
     if verify_hash and array_sha256(load_clip(cache_dir, entry)) != entry.sha256:
         return f"{entry.clip_id}: {path.name} does not match its sha256"
     return None
@@ -318,10 +328,23 @@ def write_clip(
         npy=npy_name(clip_id),
         backend=backend,
     )
-    with atomic_open(npy_path(cache_dir, entry), "wb") as f:
-        np.save(f, np.ascontiguousarray(frames), allow_pickle=False)
+    _save_npy(npy_path(cache_dir, entry), frames)
     write_record(cache_dir, entry)
     return entry
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """np.save under a temporary name, then rename: atomic, deliberately not fsynced (module docstring)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def write_record(cache_dir: str | os.PathLike, entry: CacheEntry) -> None:

@@ -110,7 +110,13 @@ def test_missing_or_wrong_arrays_are_reported(cache):
     np.save(cache / CLIPS_DIR / entry.npy, frames(1, t=4))  # wrong length
     with pytest.raises(CacheError, match=r"c1: .* holds \(4, 6, 8, 3\)"):
         read_cache(cache)
-    (cache / CLIPS_DIR / entry.npy).unlink()
+    np.save(cache / CLIPS_DIR / entry.npy, frames(1))
+    assert len(read_cache(cache)) == 2
+    path = cache / CLIPS_DIR / entry.npy
+    path.write_bytes(path.read_bytes()[:-10])  # right header, pixels cut short (as after a power cut)
+    with pytest.raises(CacheError, match="c1: .* bytes of pixels"):
+        read_cache(cache)
+    path.unlink()
     with pytest.raises(CacheError, match="c1: .* is missing"):
         read_cache(cache)
     assert len(read_cache(cache, check_arrays=False)) == 2
