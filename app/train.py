@@ -1,0 +1,550 @@
+"""The training engine: one loop, explicit arguments, resumable, single process or DDP.
+
+`train_run(cfg, run_dir=..., fold=...)` trains one model (one fold of a k-fold protocol):
+Adam, an L2 penalty on the classifier weights, gradient clipping, early stopping on a validation
+part of the training clips, then scores the best checkpoint on the test part. `train_experiment`
+runs every fold in sequence and writes the mean +- std. Under `torchrun` the same code runs
+DistributedDataParallel: gloo on CPU, nccl on GPU; rank 0 alone writes files.
+
+Run folder (one per run; k-fold experiments get `fold<k>/` sub-folders and a `summary.json`):
+
+    config.toml            the resolved experiment config
+    log.txt                plain-text log
+    metrics.csv            one row per epoch (rewritten whole, consistent with the resume state)
+    curves.png, confusion.png
+    checkpoints/best.{safetensors,json}, checkpoints/last.{safetensors,json}   (app.checkpoint)
+    resume.pt              resume state (torch.save; read back with weights_only=True)
+    test_metrics.json      the best checkpoint's metrics on the test split
+
+Resume state: model and optimizer state dicts, the LR-scheduler state, torch/CUDA RNG states,
+epoch, batches done in that epoch, global step, early-stopping state, the metric history and the
+running sums of the epoch in progress. Data order is a pure function of (seed, epoch) and each
+clip's time window of (seed, epoch, clip), so `--resume` after a crash, Ctrl-C or SIGKILL
+reproduces the uninterrupted run exactly (bit for bit on CPU; on GPU with `deterministic = true`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
+
+from app.checkpoint import save_checkpoint
+from app.config import ExperimentConfig, config_to_toml
+from app.fileio import atomic_open, atomic_path, write_json
+from data.batch import Batch, pad_collate
+from data.datasets import BucketBatchSampler, DataSplits, build_datasets, eval_batches, is_k_fold
+
+log = logging.getLogger(__name__)
+
+RESUME_FORMAT = "vidclass-resume/1"
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits in a (possibly one-process) job."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+# --- model and optimization pieces -------------------------------------------------------------------
+
+
+def build_model(cfg: ExperimentConfig, data: DataSplits) -> nn.Module:
+    """The registered model with num_classes (and the plain RNNs' input_size) taken from the data."""
+    from models import create_model, model_config_class
+
+    params = dict(cfg.model.params)
+    fields = model_config_class(cfg.model.name).__dataclass_fields__
+    K = len(data.class_names)
+    if "num_classes" in fields:
+        if params.setdefault("num_classes", K) != K:
+            raise ValueError(f"model.num_classes = {params['num_classes']} but the data has {K} classes")
+    spec = data.input_spec
+    D = spec["size"][0] * spec["size"][1] * 3 if spec["kind"] == "pixels" else spec["dims"]
+    if "input_size" in fields and spec["kind"] == "pixels":
+        params.setdefault("input_size", D)
+    if "in_modes" in fields and math.prod(params.get("in_modes", fields["in_modes"].default)) != D:
+        raise ValueError(
+            f"model.in_modes {list(params.get('in_modes', fields['in_modes'].default))} multiply to "
+            f"{math.prod(params.get('in_modes', fields['in_modes'].default))}, frames have W*H*3 = {D}"
+        )
+    return create_model(cfg.model.name, **params)
+
+
+def classifier_weights(model: nn.Module) -> list[nn.Parameter]:
+    """Weight matrices of the classifier (module `classifier` or `head`): what the L2 penalty covers."""
+    model = getattr(model, "module", model)
+    head = getattr(model, "classifier", None) or getattr(model, "head", None)
+    if not isinstance(head, nn.Module):
+        raise ValueError(f"{type(model).__name__} has no `classifier` or `head` module for the L2 penalty")
+    return [p for name, p in head.named_parameters() if name.endswith("weight")]
+
+
+def loss_fn(logits: torch.Tensor, y: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits, y.float())
+    return F.cross_entropy(logits, y)
+
+
+def lr_factor(step: int, *, batch_examples: int, decay: float, every_examples: int) -> float:
+    """Staircase decay: decay ** floor(examples seen / every_examples) (YouTube-8M starter style)."""
+    if every_examples <= 0 or decay == 1.0:
+        return 1.0
+    return decay ** ((step * batch_examples) // every_examples)
+
+
+# --- data loaders ------------------------------------------------------------------------------------
+
+
+def train_loader(
+    ds: Any, cfg: ExperimentConfig, *, seed: int, dist_info: Dist, pin: bool
+) -> tuple[DataLoader, BucketBatchSampler | None]:
+    workers = cfg.data.workers
+    gen = torch.Generator().manual_seed(seed)  # worker seeds drawn from here, not the global RNG
+    if isinstance(ds, IterableDataset):
+        loader = DataLoader(
+            ds, batch_size=cfg.data.batch_size, num_workers=workers, collate_fn=pad_collate,
+            pin_memory=pin, generator=gen,
+        )
+        return loader, None
+    sampler = BucketBatchSampler(
+        ds.lengths, batch_size=cfg.data.batch_size, seed=seed, bucket=cfg.data.bucket,
+        rank=dist_info.rank, num_replicas=dist_info.world,
+    )
+    loader = DataLoader(
+        ds, batch_sampler=sampler, num_workers=workers, collate_fn=pad_collate, pin_memory=pin,
+        persistent_workers=workers > 0, generator=gen,
+    )
+    return loader, sampler
+
+
+def predict(
+    model: nn.Module, ds: Any, *, batch_size: int, workers: int, device: torch.device, dist_info: Dist = Dist()
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(ids, scores (N, K), targets) over a whole dataset; under DDP every rank gets every row."""
+    model = getattr(model, "module", model)
+    was_training = model.training
+    model.eval()
+    if isinstance(ds, IterableDataset):  # shards itself across ranks and workers
+        loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=pad_collate)
+    else:
+        batches = eval_batches(ds.lengths, batch_size=batch_size, rank=dist_info.rank, num_replicas=dist_info.world)
+        loader = DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=pad_collate)
+    ids, scores, targets = [], [], []
+    with torch.no_grad():
+        for batch in loader:
+            logits = model(batch.x.to(device, non_blocking=True), batch.lengths)
+            ids += batch.ids
+            scores.append(logits.float().cpu().numpy())
+            targets.append(batch.y.numpy())
+    model.train(was_training)
+    part = (ids, _cat(scores), _cat(targets))
+    if dist_info.world > 1:
+        parts: list = [None] * dist_info.world
+        dist.all_gather_object(parts, part)
+        ids = [i for p in parts for i in p[0]]
+        part = (ids, _cat([p[1] for p in parts]), _cat([p[2] for p in parts]))
+    order = np.argsort(np.asarray(part[0]), kind="stable")  # a fixed order whatever the batching
+    return [part[0][i] for i in order], part[1][order], part[2][order]
+
+
+def _cat(arrays: list[np.ndarray]) -> np.ndarray:
+    arrays = [a for a in arrays if a.size]
+    return np.concatenate(arrays) if arrays else np.zeros((0,))
+
+
+def score(
+    scores: np.ndarray, targets: np.ndarray, *, class_names: list[str], multi_label: bool, dataset: str
+) -> dict[str, Any]:
+    """Metrics of one split: YouTube-8M's for yt8m, else scikit-learn's classification metrics."""
+    out: dict[str, Any] = {}
+    if len(scores):
+        y = torch.from_numpy(targets)
+        out["loss"] = float(loss_fn(torch.from_numpy(scores), y if multi_label else y.long(), multi_label))
+    if dataset == "yt8m":
+        from app.metrics.yt8m import evaluate
+
+        return {**out, **evaluate(scores, targets)}
+    from app.metrics.classification import classification_metrics
+
+    if not len(scores):
+        return {"num_clips": 0}
+    return {**out, **classification_metrics(
+        targets=targets, scores=scores, class_names=class_names, multi_label=multi_label
+    )}
+
+
+def monitored(cfg: ExperimentConfig, multi_label: bool) -> tuple[str, bool]:
+    """(validation metric name, higher is better)."""
+    name = cfg.train.monitor
+    if name == "auto":
+        name = "gap" if cfg.data.dataset == "yt8m" else "map" if multi_label else "accuracy"
+    return name, name != "loss"
+
+
+# --- resume state ------------------------------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2])},
+        "python": list(random.getstate()[1]),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(("MT19937", state["numpy"]["keys"].numpy().astype(np.uint32), state["numpy"]["pos"]))
+    random.setstate((3, tuple(state["python"]), None))
+
+
+def save_resume(path: Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"format": RESUME_FORMAT, **state}, tmp)
+
+
+def load_resume(path: Path) -> dict[str, Any]:
+    state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
+    if state.get("format") != RESUME_FORMAT:
+        raise ValueError(f"{path}: not a {RESUME_FORMAT} file")
+    return state
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+
+
+def setup_device(cfg: ExperimentConfig, dist_info: Dist) -> torch.device:
+    want = cfg.train.device
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        torch.cuda.set_device(dist_info.local_rank)
+        return torch.device("cuda", dist_info.local_rank)
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for determinism
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+class RunLog:
+    """Log lines to log.txt (rank 0) and to the `logging` logger."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def __call__(self, msg: str) -> None:
+        log.info(msg)
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+
+
+def train_run(
+    cfg: ExperimentConfig,
+    *,
+    run_dir: str | os.PathLike,
+    fold: int | None = None,
+    resume: bool = False,
+    dist_info: Dist = Dist(),
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Train one model and score its best checkpoint on the test split; returns the test metrics."""
+    run_dir = Path(run_dir)
+    main = dist_info.main
+    progress = cfg.train.progress if progress is None else progress
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_open(run_dir / "config.toml", "w", encoding="utf-8") as f:
+            f.write(config_to_toml(cfg if fold is None else cfg.replace("data", fold=fold)))
+    say = RunLog(run_dir / "log.txt" if main else None)
+    tc = cfg.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    seed_everything(tc.seed, tc.deterministic)
+    device = setup_device(cfg, dist_info)
+
+    data = build_datasets(cfg.data, fold=fold, seed=tc.seed)
+    model = build_model(cfg, data).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    say(f"run {run_dir} | {cfg.model.name} {n_params:,} parameters | {data.info} | device {device} "
+        f"x{dist_info.world}")
+    ddp_model = model
+    if dist_info.world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    batch_examples = cfg.data.batch_size * dist_info.world
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: lr_factor(step, batch_examples=batch_examples, decay=tc.lr_decay, every_examples=tc.lr_decay_examples),
+    )
+    l2_weights = classifier_weights(model) if tc.l2 > 0 else []
+    metric_name, higher_better = monitored(cfg, data.multi_label)
+    eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
+    ckpt_dir = run_dir / "checkpoints"
+    resume_path = run_dir / "resume.pt"
+    train_config = cfg.to_dict() if fold is None else cfg.replace("data", fold=fold).to_dict()
+
+    def save_ckpt(name: str, metrics: dict) -> None:
+        save_checkpoint(
+            ckpt_dir / name, model, class_names=data.class_names, input_spec=data.input_spec,
+            multi_label=data.multi_label, train_config=train_config, metrics=metrics,
+        )
+
+    # state that the resume file carries
+    st: dict[str, Any] = {
+        "epoch": 0, "batch": 0, "step": 0, "best_score": None, "best_epoch": -1, "bad_epochs": 0,
+        "history": [], "sums": {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0},
+    }
+    if resume and resume_path.is_file():
+        saved = load_resume(resume_path)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"])
+        st = {k: saved[k] for k in st}
+        say(f"resumed from {resume_path}: epoch {st['epoch']}, batch {st['batch']}, step {st['step']}")
+    elif resume:
+        say(f"--resume: no {resume_path}, starting from scratch")
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": rng_state(), **st,
+        }
+
+    loader, sampler = train_loader(data.train, cfg, seed=tc.seed, dist_info=dist_info, pin=device.type == "cuda")
+    stop = st["epoch"] >= tc.epochs or (tc.patience and st["bad_epochs"] >= tc.patience)
+    while not stop:
+        epoch = st["epoch"]
+        if sampler is not None:
+            sampler.set_epoch(epoch, st["batch"])
+        else:
+            data.train.set_epoch(epoch)
+        total = len(sampler) + st["batch"] if sampler is not None else None
+        if tc.steps_per_epoch and total is not None:
+            total = min(total, tc.steps_per_epoch)
+        ddp_model.train()
+        bar = _bar(total, st["batch"], f"epoch {epoch + 1}/{tc.epochs}", progress and main)
+        t0 = time.perf_counter()
+        data_iter = iter(loader)
+        if sampler is None and st["batch"]:  # an IterableDataset: replay to the resume point
+            for _ in range(st["batch"]):
+                next(data_iter, None)
+        while True:
+            if tc.steps_per_epoch and st["batch"] >= tc.steps_per_epoch:
+                break
+            batch: Batch | None = next(data_iter, None)
+            if sampler is None and dist_info.world > 1:  # uneven shards: stop when any rank runs dry
+                flag = torch.tensor([0 if batch is None else 1], device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+                batch = batch if int(flag) else None
+            if batch is None:
+                break
+            x, y = batch.x.to(device, non_blocking=True), batch.y.to(device, non_blocking=True)
+            logits = ddp_model(x, batch.lengths)
+            loss = loss_fn(logits, y, data.multi_label)
+            objective = loss + tc.l2 * sum((w * w).sum() for w in l2_weights) if l2_weights else loss
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            if tc.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            n = len(batch.ids)
+            st["sums"]["loss"] += loss.item() * n
+            st["sums"]["seen"] += n
+            if not data.multi_label:
+                st["sums"]["correct"] += float((logits.argmax(1) == y).sum())
+            st["batch"] += 1
+            st["step"] += 1
+            if bar is not None:
+                elapsed = st["sums"]["seconds"] + time.perf_counter() - t0
+                bar.set_postfix(loss=f"{st['sums']['loss'] / st['sums']['seen']:.3f}",
+                                clips_s=f"{st['sums']['seen'] * dist_info.world / max(elapsed, 1e-9):.1f}")
+                bar.update(1)
+            if tc.save_every_steps and st["step"] % tc.save_every_steps == 0:
+                st["sums"]["seconds"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                if main:
+                    save_resume(resume_path, snapshot())
+        if bar is not None:
+            bar.close()
+        st["sums"]["seconds"] += time.perf_counter() - t0
+
+        # end of epoch: validate, log, checkpoint, early stopping
+        sums = st["sums"]
+        row: dict[str, Any] = {
+            "epoch": epoch + 1, "step": st["step"], "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": sums["loss"] / max(sums["seen"], 1),
+            "train_accuracy": sums["correct"] / max(sums["seen"], 1) if not data.multi_label else float("nan"),
+            "clips_per_s": sums["seen"] * dist_info.world / max(sums["seconds"], 1e-9),
+            "epoch_seconds": sums["seconds"],
+        }
+        if data.val is not None:
+            _, s, t = predict(model, data.val, batch_size=eval_bs, workers=cfg.data.workers, device=device,
+                              dist_info=dist_info)
+            val = score(s, t, class_names=data.class_names, multi_label=data.multi_label, dataset=cfg.data.dataset)
+            row.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
+            current = val[metric_name]
+        else:
+            current = -row["train_loss"] if higher_better else row["train_loss"]  # no val: keep the last
+        improved = st["best_score"] is None or (current > st["best_score"] if higher_better else current < st["best_score"])
+        if data.val is None:
+            improved = True
+        if improved:
+            st["best_score"], st["best_epoch"], st["bad_epochs"] = float(current), epoch + 1, 0
+        else:
+            st["bad_epochs"] += 1
+        st["history"].append(row)
+        st["epoch"], st["batch"] = epoch + 1, 0
+        st["sums"] = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
+        say(" | ".join(f"{k} {_fmt(v)}" for k, v in row.items()) + (" *" if improved else ""))
+        stop = st["epoch"] >= tc.epochs or bool(tc.patience and st["bad_epochs"] >= tc.patience)
+        if main:
+            epoch_metrics = {"epoch": epoch + 1, f"val_{metric_name}": st["best_score"]}
+            if improved:
+                save_ckpt("best", epoch_metrics)
+            save_ckpt("last", {"epoch": epoch + 1})
+            write_metrics_csv(run_dir / "metrics.csv", st["history"])
+            save_resume(resume_path, snapshot())
+            _plot_curves(run_dir, st["history"], title=run_dir.name)
+        if stop and tc.patience and st["bad_epochs"] >= tc.patience:
+            say(f"early stop: no better val {metric_name} for {tc.patience} epochs (best epoch {st['best_epoch']})")
+    if dist_info.world > 1:
+        dist.barrier()  # rank 0 has written best.* before anyone reads it
+
+    # test: the best checkpoint on the test split
+    from app.checkpoint import load_checkpoint
+
+    best = load_checkpoint(ckpt_dir / "best")
+    model.load_state_dict(best.model.state_dict())
+    result: dict[str, Any] = {"best_epoch": st["best_epoch"], f"val_{metric_name}": st["best_score"]}
+    if data.test is not None:
+        _, s, t = predict(model, data.test, batch_size=eval_bs, workers=cfg.data.workers, device=device,
+                          dist_info=dist_info)
+        result.update(score(s, t, class_names=data.class_names, multi_label=data.multi_label,
+                            dataset=cfg.data.dataset))
+    if main:
+        write_json(run_dir / "test_metrics.json", result)
+        if "confusion" in result:
+            from app.plots import plot_confusion
+
+            plot_confusion(run_dir / "confusion.png", result["confusion"], data.class_names, title=run_dir.name)
+        say("test " + " | ".join(f"{k} {_fmt(v)}" for k, v in result.items() if isinstance(v, (int, float))))
+    return result
+
+
+def train_experiment(
+    cfg: ExperimentConfig, *, resume: bool = False, dist_info: Dist = Dist(), progress: bool | None = None
+) -> dict[str, Any]:
+    """One run, or every fold of a k-fold protocol in sequence (data.fold = -1) with mean +- std."""
+    run_dir = Path(cfg.train.out_dir) / cfg.train.name
+    k_fold = cfg.data.dataset != "yt8m" and _k_fold(cfg)
+    if not k_fold:
+        return train_run(cfg, run_dir=run_dir, resume=resume, dist_info=dist_info, progress=progress)
+    if cfg.data.fold >= 0:
+        return train_run(cfg, run_dir=run_dir / f"fold{cfg.data.fold}", fold=cfg.data.fold, resume=resume,
+                         dist_info=dist_info, progress=progress)
+    if dist_info.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_open(run_dir / "config.toml", "w", encoding="utf-8") as f:
+            f.write(config_to_toml(cfg))
+    for k in range(cfg.data.num_folds):  # with resume, finished folds only re-score their best checkpoint
+        train_run(cfg, run_dir=run_dir / f"fold{k}", fold=k, resume=resume, dist_info=dist_info, progress=progress)
+    summary = summarize_folds(run_dir, cfg.data.num_folds)
+    if dist_info.main:
+        write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _k_fold(cfg: ExperimentConfig) -> bool:
+    from data.datasets import open_cache
+
+    return is_k_fold(cfg.data, open_cache(cfg.data))
+
+
+def summarize_folds(run_dir: Path, num_folds: int) -> dict[str, Any]:
+    """Mean and std (population, as numpy) over folds of every numeric test metric."""
+    import json
+
+    per_fold = []
+    for k in range(num_folds):
+        path = run_dir / f"fold{k}" / "test_metrics.json"
+        if path.is_file():
+            per_fold.append(json.loads(path.read_text(encoding="utf-8")))
+    keys = sorted({k for m in per_fold for k, v in m.items() if isinstance(v, (int, float)) and k != "num_clips"})
+    out: dict[str, Any] = {"folds": len(per_fold)}
+    for key in keys:
+        values = [float(m[key]) for m in per_fold if isinstance(m.get(key), (int, float))]
+        out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+    return out
+
+
+# --- small helpers -----------------------------------------------------------------------------------
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _fmt(v) for k, v in r.items()})
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(buf.getvalue())
+
+
+def _plot_curves(run_dir: Path, rows: list[dict[str, Any]], *, title: str) -> None:
+    from app.plots import plot_curves
+
+    try:
+        plot_curves(run_dir / "curves.png", rows, title=title)
+    except Exception as e:  # a plot must never stop training
+        log.warning("could not plot curves: %s", e)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _bar(total: int | None, initial: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
