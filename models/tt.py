@@ -1,0 +1,378 @@
+"""Tensor-Train linear layer (TTL): Novikov et al. 2015, "Tensorizing Neural Networks", as used for
+the input-to-hidden map of TT-RNNs (Yang, Krompass, Tresp 2017).
+
+A weight matrix W of shape (prod(out_modes), prod(in_modes)) is stored as d cores
+G_k of shape (r_{k-1}, m_k, n_k, r_k) with r_0 = r_d = 1:
+
+    W[(j_1..j_d), (i_1..i_d)] = G_1[:, i_1, j_1, :] @ G_2[:, i_2, j_2, :] @ ... @ G_d[:, i_d, j_d, :]
+
+Flat indices are row-major: input i = (i_1, ..., i_d) with i_1 most significant, so a frame
+(H, W, 3) flattened in C order matches in_modes such as 8x20x20x18 for 120x160x3; the same holds for
+the output index, so the fused-gate trick (out_modes[0] * 3) puts the gates in contiguous blocks.
+
+Speed (see `_FirstStage` and `tt_linear`): the layer is applied to all B*T frames of a batch
+at once. Cost is dominated by the first contraction, which reads every input element; the remaining
+contractions touch only small intermediates. We therefore
+1. contract the LAST `merge` in-modes first, with the last `merge` cores pre-multiplied into one
+   small matrix A (K = m_{p+1}..m_d rows, r_p * n_{p+1}..n_d columns): one well-shaped GEMM
+   whose output is K / (r_p n_{p+1}..n_d) times smaller than the input (5.6x for UCF11: K=360 -> 64);
+2. run that GEMM over chunks of rows small enough to stay in cache, converting uint8 pixels to
+   float (and normalizing, and applying an input dropout mask) inside the chunk, so no float copy of
+   the whole input (184 MB for 800 UCF11 frames) is ever written;
+3. use a custom autograd Function that saves only the (uint8) input and recomputes the float chunk
+   in backward, where it needs only dA = x^T @ grad (pixels need no gradient).
+Measured on 2 cores, 800 x 57600 -> 768 forward+backward (scripts/bench_tt.py): K=360 GEMM 0.12 s,
+contracting one mode first (K=18, 16 outputs: skinny GEMM and a 164 MB intermediate) 0.13 s for the
+first stage alone and slower overall, three modes at once (K=7200 -> 256) 0.32 s, the unchunked
+einsum chain ~1 s, dense nn.Linear 2.0 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+# Rows of the input processed together in the first contraction: chunks of about this many input
+# elements (2 MB as float32) stay in L2/L3 cache between the uint8->float conversion and the GEMM.
+_CHUNK_ELEMENTS = 1 << 19
+# Smallest inner dimension K for which the first GEMM is efficient; see `_default_merge`.
+_MIN_FIRST_K = 64
+
+
+def _prod(xs: Sequence[int]) -> int:
+    return math.prod(int(x) for x in xs)
+
+
+def _default_merge(in_modes: Sequence[int]) -> int:
+    """How many trailing in-modes the first GEMM contracts: the fewest with K >= 64 (all if none).
+
+    One mode (K = 18 for UCF11) gives a skinny GEMM and an intermediate nearly as large as the
+    input; two (K = 360) give a GEMM near peak speed and a 5.6x smaller intermediate; more modes
+    multiply the FLOPs (r_p n_{p+1}..n_d output columns grow by n_k r_{k-1} / r_k per extra mode).
+    """
+    k = 1
+    for s in range(1, len(in_modes) + 1):
+        k *= int(in_modes[-s])
+        if k >= _MIN_FIRST_K:
+            return s
+    return len(in_modes)
+
+
+class _FirstStage(torch.autograd.Function):
+    """out = prep(x).view(-1, K) @ A over row chunks, prep(x) = (x * scale + shift) * mask[mask_index].
+
+    x: (rows, D) of any dtype (uint8 pixels stay uint8 in memory); A: (K, J) with D % K == 0;
+    in_mask: (G, D) or None, mask_index: (rows,) int64 row -> mask row. Returns (rows * D // K, J).
+    Only x (as given) is saved; backward re-converts each chunk. Without a mask the affine part is
+    folded into the small output instead of the big input:
+    (x * a + b) @ A = a * (x @ A) + b * colsum(A), and d/dA = a * x^T g + b * (1^T g).
+    """
+
+    @staticmethod
+    def forward(ctx, x, A, scale, shift, in_mask, mask_index, chunk_rows):  # noqa: N803 (A is a matrix)
+        rows, D = x.shape
+        K, J = A.shape
+        per_row = D // K
+        out = A.new_empty((rows * per_row, J))  # (rows * D/K, J)
+        buf = A.new_empty((min(rows, chunk_rows), D))  # one float chunk, reused (stays in cache)
+        fold = in_mask is None
+        offset = (shift * A.sum(0, keepdim=True)) if fold else A.new_zeros((1, J))  # (1, J)
+        alpha = scale if fold else 1.0
+        for c0 in range(0, rows, chunk_rows):
+            c1 = min(rows, c0 + chunk_rows)
+            xc = _prep_chunk(buf, x, c0, c1, scale, shift, in_mask, mask_index)  # (c, D)
+            torch.addmm(offset, xc.view(-1, K), A, alpha=alpha, out=out[c0 * per_row : c1 * per_row])
+        ctx.save_for_backward(x, A, in_mask, mask_index)
+        ctx.scale, ctx.shift, ctx.chunk_rows = scale, shift, chunk_rows
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # grad: (rows * D/K, J)
+        x, A, in_mask, mask_index = ctx.saved_tensors
+        rows, D = x.shape
+        K, J = A.shape
+        per_row = D // K
+        scale, shift, chunk_rows = ctx.scale, ctx.shift, ctx.chunk_rows
+        need_x, need_A = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        fold = in_mask is None
+        grad_A = grad_x = None
+        if need_A:
+            grad_A = torch.zeros_like(A)
+            buf = A.new_empty((min(rows, chunk_rows), D))
+            for c0 in range(0, rows, chunk_rows):
+                c1 = min(rows, c0 + chunk_rows)
+                xc = _prep_chunk(buf, x, c0, c1, scale, shift, in_mask, mask_index)  # (c, D)
+                g = grad[c0 * per_row : c1 * per_row]  # (c * D/K, J)
+                grad_A.addmm_(xc.view(-1, K).t(), g, alpha=scale if fold else 1.0)  # (K, J)
+            if fold and shift != 0.0:
+                grad_A.add_(grad.sum(0, keepdim=True), alpha=shift)
+        if need_x:
+            grad_x = torch.mm(grad.view(-1, J), A.t()).view(rows, D)  # (rows, D)
+            if in_mask is not None:
+                grad_x.mul_(in_mask.index_select(0, mask_index))
+            grad_x.mul_(scale)
+        return grad_x, grad_A, None, None, None, None, None
+
+
+def _prep_chunk(buf, x, c0, c1, scale, shift, in_mask, mask_index):
+    """Rows c0:c1 of x converted into buf: raw values, or (x * scale + shift) * mask with a mask."""
+    xc = buf[: c1 - c0]
+    xc.copy_(x[c0:c1])
+    if in_mask is not None:
+        if scale != 1.0:
+            xc.mul_(scale)
+        if shift != 0.0:
+            xc.add_(shift)
+        xc.mul_(in_mask.index_select(0, mask_index[c0:c1]))
+    return xc
+
+
+class TTLinear(nn.Module):
+    """y = x @ W.T + b with W (prod(out_modes), prod(in_modes)) stored as TT cores.
+
+    forward(x) accepts any leading batch dims `(..., prod(in_modes))` and any real or uint8 dtype;
+    the optional keyword arguments fold input normalization and input dropout into the chunked first
+    contraction (see module docstring): the layer computes `W @ ((x * in_scale + in_shift) * mask) + b`
+    where, for x viewed as rows `(R, D)`, row i uses `in_mask[in_mask_index[i]]`.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_modes: Sequence[int],
+        out_modes: Sequence[int],
+        ranks: Sequence[int],
+        bias: bool = True,
+        init: str = "glorot",
+        merge: int | None = None,
+    ) -> None:
+        """ranks has len(in_modes) + 1 entries, first and last 1. init: "glorot" or "he" variance of
+        the reconstructed matrix. merge: trailing modes contracted by the first GEMM (None: auto)."""
+        super().__init__()
+        self.in_modes = tuple(int(m) for m in in_modes)
+        self.out_modes = tuple(int(n) for n in out_modes)
+        self.ranks = tuple(int(r) for r in ranks)
+        d = len(self.in_modes)
+        assert d >= 1 and len(self.out_modes) == d, (
+            f"in_modes {self.in_modes} and out_modes {self.out_modes} need the same length >= 1"
+        )
+        assert len(self.ranks) == d + 1, f"ranks {self.ranks} must have len(in_modes) + 1 = {d + 1} entries"
+        assert self.ranks[0] == 1 and self.ranks[-1] == 1, f"ranks {self.ranks} must start and end with 1"
+        assert min(self.in_modes + self.out_modes + self.ranks) >= 1, "modes and ranks must be >= 1"
+        assert init in ("glorot", "he"), f"init must be 'glorot' or 'he', got {init!r}"
+        self.in_features = _prod(self.in_modes)
+        self.out_features = _prod(self.out_modes)
+        self.init = init
+        self.merge = _default_merge(self.in_modes) if merge is None else int(merge)
+        assert 1 <= self.merge <= d, f"merge must be in 1..{d}, got {self.merge}"
+        self.cores = nn.ParameterList(
+            nn.Parameter(torch.empty(self.ranks[k], self.in_modes[k], self.out_modes[k], self.ranks[k + 1]))
+            for k in range(d)
+        )
+        self.bias = nn.Parameter(torch.empty(self.out_features)) if bias else None
+        self.approximation_error: float | None = None  # set by from_dense: ||W - W_tt||_F / ||W||_F
+        self.reset_parameters()
+
+    # ----------------------------------------------------------------------------------------- init
+    def target_std(self) -> float:
+        """Std of W the init aims at: Glorot sqrt(2 / (in + out)) or He sqrt(2 / in)."""
+        if self.init == "he":
+            return math.sqrt(2.0 / self.in_features)
+        return math.sqrt(2.0 / (self.in_features + self.out_features))
+
+    def core_std(self) -> float:
+        """Per-core std s with Var(W) = prod(ranks[1:-1]) * s**(2d) = target_std**2.
+
+        Each W entry sums prod(ranks[1:-1]) products of d independent zero-mean core entries.
+        """
+        d = len(self.in_modes)
+        inner = _prod(self.ranks[1:-1])
+        return (self.target_std() ** 2 / inner) ** (1.0 / (2 * d))
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        std = self.core_std()
+        for core in self.cores:
+            core.normal_(0.0, std)
+        if self.bias is not None:
+            self.bias.zero_()
+
+    # -------------------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        in_scale: float = 1.0,
+        in_shift: float = 0.0,
+        in_mask: torch.Tensor | None = None,
+        in_mask_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return tt_linear(
+            x,
+            list(self.cores),
+            self.bias,
+            merge=self.merge,
+            in_scale=in_scale,
+            in_shift=in_shift,
+            in_mask=in_mask,
+            in_mask_index=in_mask_index,
+        )
+
+    # ------------------------------------------------------------------------------------ utilities
+    def dense_weight(self) -> torch.Tensor:
+        """The full matrix W of shape (out_features, in_features), nn.Linear.weight orientation."""
+        return _merge_cores(list(self.cores))[0, :, :, 0].t()  # (N, M)
+
+    def num_params(self, *, include_bias: bool = True) -> int:
+        """Number of parameters: the cores, plus the bias unless include_bias=False."""
+        n = sum(c.numel() for c in self.cores)
+        if include_bias and self.bias is not None:
+            n += self.bias.numel()
+        return n
+
+    def compression_rate(self) -> float:
+        """Dense weight entries per TT core parameter (biases excluded on both sides)."""
+        return self.in_features * self.out_features / self.num_params(include_bias=False)
+
+    def compression_summary(self) -> str:
+        """One line: core parameters vs the dense matrix, e.g. for logs and the param table."""
+        dense = self.in_features * self.out_features
+        tt = self.num_params(include_bias=False)
+        return (
+            f"TTLinear {self.in_modes}->{self.out_modes} ranks {self.ranks}: {tt:,} core params vs "
+            f"{dense:,} dense ({self.compression_rate():,.1f}x compression)"
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_modes={self.in_modes}, out_modes={self.out_modes}, ranks={self.ranks}, "
+            f"bias={self.bias is not None}, merge={self.merge}"
+        )
+
+    @classmethod
+    def from_dense(
+        cls,
+        weight: torch.Tensor,
+        *,
+        in_modes: Sequence[int],
+        out_modes: Sequence[int],
+        ranks: Sequence[int],
+        bias: torch.Tensor | None = None,
+    ) -> TTLinear:
+        """Approximate a dense (out_features, in_features) weight by TT-SVD (Oseledets 2011).
+
+        Ranks larger than the matrix allows are zero-padded. The layer gets the weight's dtype and
+        device. The relative Frobenius error is stored in `approximation_error` and logged.
+        """
+        layer = cls(in_modes=in_modes, out_modes=out_modes, ranks=ranks, bias=bias is not None)
+        layer = layer.to(dtype=weight.dtype, device=weight.device)
+        assert tuple(weight.shape) == (layer.out_features, layer.in_features), (
+            f"weight shape {tuple(weight.shape)} != ({layer.out_features}, {layer.in_features})"
+        )
+        cores = tt_svd(weight, in_modes=layer.in_modes, out_modes=layer.out_modes, ranks=layer.ranks)
+        with torch.no_grad():
+            for p, c in zip(layer.cores, cores):
+                p.copy_(c)
+            if bias is not None:
+                layer.bias.copy_(bias)
+            w = weight.detach().to(torch.float64)
+            err = torch.linalg.norm(layer.dense_weight().to(torch.float64) - w) / torch.linalg.norm(
+                w
+            ).clamp_min(1e-300)
+        layer.approximation_error = float(err)
+        log.info("TT-SVD relative error %.3g for %s", layer.approximation_error, layer.compression_summary())
+        return layer
+
+
+def tt_linear(
+    x: torch.Tensor,
+    cores: Sequence[torch.Tensor],
+    bias: torch.Tensor | None = None,
+    *,
+    merge: int | None = None,
+    in_scale: float = 1.0,
+    in_shift: float = 0.0,
+    in_mask: torch.Tensor | None = None,
+    in_mask_index: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Functional TTLinear: x (..., prod m_k) -> (..., prod n_k) for cores (r_{k-1}, m_k, n_k, r_k).
+
+    Two contractions (see module docstring): stage 1 (big, chunked) contracts the last `merge` modes
+    with those cores merged into A; stage 2 (small) the leading modes with those cores merged into B.
+    """
+    in_modes = [c.shape[1] for c in cores]
+    D, N = math.prod(in_modes), math.prod(c.shape[2] for c in cores)
+    assert x.shape[-1] == D, f"last dim {x.shape[-1]} != prod(in_modes {tuple(in_modes)}) = {D}"
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, D)  # (R, D)
+    R = x2.shape[0]
+    if in_mask is not None:
+        assert in_mask_index is not None and in_mask_index.shape == (R,), (
+            f"in_mask needs in_mask_index of shape ({R},)"
+        )
+        assert in_mask.dim() == 2 and in_mask.shape[1] == D, f"in_mask must be (G, {D})"
+        in_mask = in_mask.to(cores[0].dtype)
+    else:
+        in_mask_index = None
+    p = len(cores) - (_default_merge(in_modes) if merge is None else merge)  # modes left for stage 2
+    assert 0 <= p < len(cores), f"merge must be in 1..{len(cores)}"
+    suffix = _merge_cores(cores[p:])[..., 0]  # (r_p, K, J)
+    r_p, K, J = suffix.shape
+    A = suffix.permute(1, 2, 0).reshape(K, J * r_p)  # (K, J * r_p), columns (j..., r)
+    chunk_rows = max(1, _CHUNK_ELEMENTS // D)
+    z = _FirstStage.apply(x2, A, float(in_scale), float(in_shift), in_mask, in_mask_index, chunk_rows)
+    # z: (R * M_p, J * r_p)
+    if p == 0:
+        y = z.view(R, N)
+    else:
+        B = _merge_cores(cores[:p])[0]  # (M_p, N_p, r_p)
+        z = z.view(R, B.shape[0], J, r_p)  # (R, M_p, J, r_p)
+        y = torch.einsum("RmJr,mnr->RnJ", z, B).reshape(R, N)  # (R, N): out index (n_1..n_p, n_p+1..n_d)
+    if bias is not None:
+        y = y + bias
+    return y.view(*lead, N)
+
+
+def _merge_cores(cores: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Multiply consecutive cores (r_a, m, n, r) into one (r_a, prod m, prod n, r_b), row-major."""
+    full = cores[0]
+    for core in cores[1:]:
+        a, M, N, _ = full.shape
+        _, m, n, s = core.shape
+        full = torch.einsum("aMNr,rmns->aMmNns", full, core).reshape(a, M * m, N * n, s)
+    return full
+
+
+def tt_svd(
+    weight: torch.Tensor, *, in_modes: Sequence[int], out_modes: Sequence[int], ranks: Sequence[int]
+) -> list[torch.Tensor]:
+    """TT cores (r_{k-1}, m_k, n_k, r_k) of a (prod(out_modes), prod(in_modes)) matrix by
+    sequential truncated SVDs, computed in float64 and returned in the weight's dtype."""
+    d = len(in_modes)
+    w = weight.detach().to(torch.float64).t()  # (M, N)
+    t = w.reshape(*in_modes, *out_modes)  # (m_1..m_d, n_1..n_d)
+    t = t.permute(*[i for k in range(d) for i in (k, d + k)])  # (m_1, n_1, ..., m_d, n_d)
+    cores = []
+    r_prev = 1
+    rest = t.reshape(in_modes[0] * out_modes[0], -1)  # (r_0 m_1 n_1, rest)
+    for k in range(d - 1):
+        u, s, vh = torch.linalg.svd(rest, full_matrices=False)
+        r = min(int(ranks[k + 1]), s.numel())
+        core = u[:, :r].reshape(r_prev, in_modes[k], out_modes[k], r)
+        cores.append(_pad_rank(core, int(ranks[k]), int(ranks[k + 1])))
+        rest = (s[:r, None] * vh[:r]).reshape(r * in_modes[k + 1] * out_modes[k + 1], -1)
+        r_prev = r
+    cores.append(_pad_rank(rest.reshape(r_prev, in_modes[-1], out_modes[-1], 1), int(ranks[-2]), 1))
+    return [c.to(weight.dtype) for c in cores]
+
+
+def _pad_rank(core: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+    out = core.new_zeros((r0, core.shape[1], core.shape[2], r1))
+    out[: core.shape[0], :, :, : core.shape[3]] = core
+    return out

@@ -1,0 +1,158 @@
+"""TTLinear against its own dense matrix, TT-SVD, gradcheck, initialization, parameter counts."""
+
+import math
+
+import pytest
+import torch
+
+from models.tt import TTLinear, _default_merge, tt_linear
+
+SHAPES = [  # (in_modes, out_modes, ranks)
+    ((5,), (7,), (1, 1)),
+    ((2, 3, 4), (3, 2, 2), (1, 2, 3, 1)),
+    ((3, 4, 2, 5), (2, 3, 2, 2), (1, 3, 4, 2, 1)),
+    ((2, 2, 3, 2, 3), (2, 1, 3, 1, 2), (1, 2, 2, 3, 2, 1)),
+]
+
+
+def _random_layer(in_modes, out_modes, ranks, merge=None, dtype=torch.float32, seed=0):
+    torch.manual_seed(seed)
+    layer = TTLinear(in_modes=in_modes, out_modes=out_modes, ranks=ranks, merge=merge).to(dtype)
+    with torch.no_grad():
+        for core in layer.cores:
+            core.normal_()  # unit-scale cores make mistakes visible
+        layer.bias.normal_()
+    return layer
+
+
+@pytest.mark.parametrize("in_modes,out_modes,ranks", SHAPES)
+def test_forward_equals_dense_matrix_for_every_split_and_input_rank(in_modes, out_modes, ranks):
+    D = math.prod(in_modes)
+    for merge in range(1, len(in_modes) + 1):
+        layer = _random_layer(in_modes, out_modes, ranks, merge=merge)
+        W = layer.dense_weight().double()  # (N, D)
+        assert W.shape == (math.prod(out_modes), D)
+        for lead in [(), (5,), (2, 3), (2, 1, 3)]:  # 1-D to 4-D inputs
+            x = torch.randn(*lead, D)
+            y = layer(x)
+            ref = x.double() @ W.T + layer.bias.double()
+            assert y.shape == (*lead, W.shape[0])
+            torch.testing.assert_close(y.double(), ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+
+
+def test_uint8_input_with_normalization_and_mask_equals_float_reference():
+    layer = _random_layer((4, 3, 6), (2, 3, 2), (1, 3, 2, 1), dtype=torch.float64)
+    x8 = torch.randint(0, 256, (2, 5, 72), dtype=torch.uint8)
+    mask = torch.rand(2, 72, dtype=torch.float64)  # one row per clip
+    index = torch.arange(2).repeat_interleave(5)  # row -> clip
+    W = layer.dense_weight()
+    xf = x8.double() / 255 - 0.5
+    y_plain = layer(x8, in_scale=1 / 255, in_shift=-0.5)
+    torch.testing.assert_close(y_plain, xf @ W.T + layer.bias)
+    y_mask = layer(x8, in_scale=1 / 255, in_shift=-0.5, in_mask=mask, in_mask_index=index)
+    torch.testing.assert_close(y_mask, (xf * mask[:, None, :]) @ W.T + layer.bias)
+
+
+def test_chunked_first_contraction_matches_unchunked(monkeypatch):
+    layer = _random_layer((4, 5, 6), (2, 2, 3), (1, 3, 3, 1), dtype=torch.float64)
+    x = torch.randint(0, 256, (37, 120), dtype=torch.uint8)
+    mask = torch.rand(37, 120, dtype=torch.float64)
+    idx = torch.arange(37)
+    ref = layer(x, in_scale=0.1, in_shift=-3.0, in_mask=mask, in_mask_index=idx)
+    ref.sum().backward()
+    ref_grads = [c.grad.clone() for c in layer.cores]
+    layer.zero_grad()
+    monkeypatch.setattr("models.tt._CHUNK_ELEMENTS", 7 * 120)  # 6 chunks, the last one short
+    for m in (mask, None):
+        y = layer(x, in_scale=0.1, in_shift=-3.0, in_mask=m, in_mask_index=idx if m is not None else None)
+        if m is not None:
+            torch.testing.assert_close(y, ref)
+            y.sum().backward()
+            for c, g in zip(layer.cores, ref_grads):
+                torch.testing.assert_close(c.grad, g)
+        else:
+            W = layer.dense_weight()
+            torch.testing.assert_close(y, (x.double() * 0.1 - 3.0) @ W.T + layer.bias)
+
+
+@pytest.mark.parametrize("merge", [1, 2, 3])
+def test_gradcheck_float64(merge):
+    torch.manual_seed(0)
+    cores = [
+        torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        for shape in [(1, 2, 2, 2), (2, 3, 2, 3), (3, 2, 3, 1)]
+    ]
+    bias = torch.randn(12, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4, 12, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(2, 12, dtype=torch.float64)
+    index = torch.tensor([0, 1, 1, 0])  # row -> mask row
+
+    def with_mask(x, b, *cs):
+        return tt_linear(x, cs, b, merge=merge, in_scale=0.7, in_shift=0.2, in_mask=mask, in_mask_index=index)
+
+    def folded(x, b, *cs):  # without a mask the affine map is folded into the output
+        return tt_linear(x, cs, b, merge=merge, in_scale=0.7, in_shift=0.2)
+
+    assert torch.autograd.gradcheck(with_mask, (x, bias, *cores))
+    assert torch.autograd.gradcheck(folded, (x, bias, *cores))
+
+
+@pytest.mark.parametrize("in_modes,out_modes,ranks", SHAPES[1:])
+def test_from_dense_recovers_an_exact_tt_matrix(in_modes, out_modes, ranks):
+    src = _random_layer(in_modes, out_modes, ranks, dtype=torch.float64)
+    W = src.dense_weight().detach()
+    tt = TTLinear.from_dense(W, in_modes=in_modes, out_modes=out_modes, ranks=ranks)
+    assert tt.approximation_error < 1e-10
+    torch.testing.assert_close(tt.dense_weight().double(), W, rtol=1e-5, atol=1e-5)
+    bigger = tuple(1 if i in (0, len(ranks) - 1) else r + 2 for i, r in enumerate(ranks))
+    padded = TTLinear.from_dense(W, in_modes=in_modes, out_modes=out_modes, ranks=bigger)
+    assert padded.ranks == bigger and padded.approximation_error < 1e-10
+
+
+def test_from_dense_error_shrinks_with_rank():
+    torch.manual_seed(0)
+    W = torch.randn(16, 24, dtype=torch.float64)  # a generic matrix has no low TT rank
+    errs = [
+        TTLinear.from_dense(W, in_modes=(4, 6), out_modes=(4, 4), ranks=(1, r, 1)).approximation_error
+        for r in (1, 4, 16)
+    ]
+    assert errs[0] > errs[1] > errs[2] and errs[0] > 0.3 and errs[2] < 1e-10  # rank 16 is full here
+
+
+@pytest.mark.parametrize("init", ["glorot", "he"])
+def test_init_gives_the_target_std_of_the_dense_matrix(init):
+    ratios = []
+    for seed in range(12):
+        torch.manual_seed(seed)
+        layer = TTLinear(in_modes=(6, 8, 10), out_modes=(4, 4, 4), ranks=(1, 8, 8, 1), init=init)
+        ratios.append(layer.dense_weight().std().item() / layer.target_std())
+    want = math.sqrt(2 / 480) if init == "he" else math.sqrt(2 / (480 + 64))
+    assert layer.target_std() == pytest.approx(want)
+    assert 0.9 < sum(ratios) / len(ratios) < 1.1, ratios
+    assert all(0.6 < r < 1.5 for r in ratios), ratios
+    assert layer.core_std() ** 6 * 64 == pytest.approx(want**2)  # Var(W) = prod(inner ranks) s^(2d)
+
+
+def test_init_std_on_the_ucf11_fused_gru_shape():
+    torch.manual_seed(0)
+    layer = TTLinear(in_modes=(8, 20, 20, 18), out_modes=(12, 4, 4, 4), ranks=(1, 4, 4, 4, 1))
+    assert 0.75 < layer.dense_weight().std().item() / layer.target_std() < 1.3
+
+
+def test_num_params_compression_and_default_merge():
+    layer = TTLinear(in_modes=(8, 20, 20, 18), out_modes=(4, 4, 4, 4), ranks=(1, 4, 4, 4, 1))
+    assert layer.num_params(include_bias=False) == 2976  # the paper's TTL, rank 4
+    assert layer.num_params() == 2976 + 256
+    assert layer.compression_rate() == pytest.approx(57600 * 256 / 2976)
+    assert "2,976 core params" in layer.compression_summary()
+    assert layer.merge == 2  # K = 20 * 18 = 360 for the first GEMM
+    assert _default_merge((10, 18, 13, 30)) == 2 and _default_merge((2, 3)) == 2
+    assert TTLinear(in_modes=(3, 4), out_modes=(2, 2), ranks=(1, 2, 1), bias=False).bias is None
+
+
+def test_bad_shapes_are_rejected():
+    with pytest.raises(AssertionError, match="ranks"):
+        TTLinear(in_modes=(2, 3), out_modes=(2, 2), ranks=(1, 2, 2, 1))
+    layer = TTLinear(in_modes=(2, 3), out_modes=(2, 2), ranks=(1, 2, 1))
+    with pytest.raises(AssertionError, match="prod"):
+        layer(torch.randn(4, 7))
