@@ -21,7 +21,10 @@ TorchScript is deprecated in PyTorch 2.x but still the format many C++/mobile ru
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -32,6 +35,8 @@ import torch
 
 from app.checkpoint import Checkpoint
 from app.fileio import atomic_path, write_json
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -81,24 +86,31 @@ def export_checkpoint(
     assert fmt in FORMATS, f"format must be one of {FORMATS}, got {fmt!r}"
     steps = max_frames or default_max_frames(ckpt)
     assert steps >= 1, f"max_frames must be >= 1, got {steps}"
-    model = ckpt.model.cpu().eval()
+    model = copy.deepcopy(ckpt.model).cpu().eval()
+    for p in model.parameters():  # frozen weights: no autograd records in the exported graph
+        p.requires_grad_(False)
     output = Path(output)
     trace_x, trace_len = example_inputs(ckpt, batch=2, steps=steps, seed=0)
     check_x, check_len = example_inputs(ckpt, batch=3, steps=steps, seed=1)
     with torch.inference_mode():
         expected = model(check_x, check_len).float().numpy()
-    with atomic_path(output) as tmp:
-        if fmt == "torchscript":
-            got = _export_torchscript(model, (trace_x, trace_len), tmp, (check_x, check_len))
-        else:
-            got = _export_onnx(model, (trace_x, trace_len), tmp, (check_x, check_len))
-        err = float(np.abs(got - expected).max()) if got is not None else None
-        if err is not None and not err <= atol:
-            raise ExportError(
-                f"{ckpt.model_name}: the {fmt} export does not reproduce the model "
-                f"(max |logit difference| {err:.3g} > {atol}); the model's code likely depends on "
-                "Python values of its inputs that tracing froze"
-            )
+    example, check = (trace_x, trace_len), (check_x, check_len)
+    attempts = _TORCHSCRIPT if fmt == "torchscript" else _ONNX
+    failures = []
+    for how, attempt in attempts:
+        try:
+            with atomic_path(output) as tmp, _quiet_torch():  # an exception discards the file
+                got = attempt(model, example, tmp, check)
+                err = None if got is None else float(np.abs(got - expected).max())
+                if err is not None and not err <= atol:
+                    raise ExportError(f"logits differ from the model's by {err:.3g} (> {atol})")
+        except Exception as e:  # this route cannot export the model; try the next one
+            failures.append(f"{how}: {_one_line(e)}")
+            continue
+        break
+    else:
+        raise ExportError(f"{ckpt.model_name} could not be exported to {fmt}: " + "; ".join(failures))
+    log.info("exported %s to %s via %s (max |logit diff| %s)", ckpt.model_name, output, how, err)
     write_json(
         output.with_name(output.name + ".json"),
         {
@@ -111,6 +123,7 @@ def export_checkpoint(
             "inputs": {"x": _shape_doc(ckpt, steps), "lengths": "int64 (B,)"},
             "outputs": {"logits": f"float32 (B, {len(ckpt.class_names)})"},
             "checkpoint": str(ckpt.path) if ckpt.path else None,
+            "exported_via": how,
             "verified_max_abs_diff": err,
         },
     )
@@ -125,43 +138,80 @@ def _shape_doc(ckpt: Checkpoint, steps: int) -> str:
     return f"float32 (B, {steps}, {spec.get('dims', 1152)})"
 
 
-def _export_torchscript(model, example, path: Path, check) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still supported
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # we verify the trace ourselves below
-        try:
-            traced = torch.jit.trace(model, example, check_trace=False)
-        except Exception as e:
-            raise ExportError(f"torch.jit.trace failed: {_one_line(e)}") from None
-        torch.jit.save(traced, str(path))
-        loaded = torch.jit.load(str(path))
-        with torch.inference_mode():
-            return loaded(*check).float().numpy()
+def _torch_export(model: torch.nn.Module, example: tuple[torch.Tensor, torch.Tensor]):
+    """torch.export with a dynamic batch: a graph of ATen ops. It goes through custom autograd
+    Functions (which TorchScript tracing cannot save) but not through Python `int()` of tensor
+    values (which tracing freezes harmlessly when they only feed asserts)."""
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    return torch.export.export(
+        model, example, dynamic_shapes={"x": {0: batch}, "lengths": {0: batch}},
+        strict=False, prefer_deferred_runtime_asserts_over_guards=True,
+    )
 
 
-def _export_onnx(model, example, path: Path, check) -> np.ndarray | None:
+def _save_traced(module, example, path: Path, check) -> np.ndarray:
+    with torch.no_grad():
+        traced = torch.jit.trace(module, example, check_trace=False)
+    torch.jit.save(traced, str(path))
+    with torch.no_grad():
+        return torch.jit.load(str(path))(*check).float().numpy()
+
+
+def _ts_trace(model, example, path, check):
+    return _save_traced(model, example, path, check)
+
+
+def _ts_from_export(model, example, path, check):
+    return _save_traced(_torch_export(model, example).module(), example, path, check)
+
+
+def _onnx_dynamo(model, example, path, check):
+    _need_onnx()
+    torch.onnx.export(
+        _torch_export(model, example), example, str(path), dynamo=True,
+        external_data=False,  # one self-contained file (our models are small)
+        input_names=["x", "lengths"], output_names=["logits"], verbose=False,
+    )
+    return run_onnx(path, *check)
+
+
+def _onnx_legacy(model, example, path, check):
+    """The TorchScript-based exporter (deprecated in torch 2.9+, still shipped): traces with real
+    values, so it takes models whose code calls int() on tensor values."""
+    _need_onnx()
+    with torch.no_grad():
+        torch.onnx.export(
+            model, example, str(path), dynamo=False, input_names=["x", "lengths"], output_names=["logits"],
+            dynamic_axes={"x": {0: "batch"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    return run_onnx(path, *check)
+
+
+def _need_onnx() -> None:
     try:
-        import onnxscript  # noqa: F401  (the dynamo exporter needs it)
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
     except ImportError:
         raise ExportError("ONNX export needs the onnx and onnxscript packages (pip install onnx onnxscript)") from None
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(
-                model,
-                example,
-                str(path),
-                dynamo=True,
-                external_data=False,  # one self-contained file (our models are small)
-                input_names=["x", "lengths"],
-                output_names=["logits"],
-                dynamic_shapes={"x": {0: batch}, "lengths": {0: batch}},
-                verbose=False,
-            )
-        except Exception as e:
-            raise ExportError(f"torch.onnx.export failed: {_one_line(e)}") from None
-    return run_onnx(path, *check)
+
+
+# (name, function) per format, tried in order; the first whose output matches the model wins.
+_TORCHSCRIPT = [("torch.jit.trace", _ts_trace), ("torch.export + torch.jit.trace", _ts_from_export)]
+_ONNX = [("torch.onnx dynamo exporter", _onnx_dynamo), ("torch.onnx TorchScript exporter", _onnx_legacy)]
+
+
+@contextlib.contextmanager
+def _quiet_torch():
+    """Exporters warn and log graphs on every failed route; we report failures ourselves."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def run_onnx(path: str | os.PathLike, x: torch.Tensor, lengths: torch.Tensor) -> np.ndarray | None:
@@ -184,4 +234,4 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
 
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text[:400]}"
+    return f"{type(e).__name__}: {text[:200]}"
