@@ -12,10 +12,11 @@ Layout of a cache folder:
 Crash safety: every file is written to a temporary name and renamed, and a clip's record only after
 its array, so a run killed at any moment (even `kill -9`) leaves whole clips or nothing; a record is
 the proof that its array is complete. Records and manifests are also fsynced (app/fileio.py); the
-arrays are not: they are large derived data, and waiting for the disk on each one slowed the job down
-(measured ~2x on the write), while without it the kernel writes them back as decoding goes on. If a
-power failure loses an array, its file size no longer matches its header and record: readers report
-it and the next preprocess run decodes that clip again. Readers take the union of the manifests and
+arrays are not: they are large derived data, and waiting for the disk on each one slowed the writes
+down (the five sample clips' arrays: 0.35 s with a fsync each, 0.09 s without), while without it the
+kernel writes them back as decoding goes on. If a power failure loses an array, its file size no
+longer matches its header and record: readers report it and the next preprocess run decodes that clip
+again. Readers take the union of the manifests and
 the records (records win), so the clips of a killed or sharded run are visible without a merge step.
 
 Paths in records are checked before use: an array name is a plain file name inside `clips/`, a source
