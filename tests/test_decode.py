@@ -192,6 +192,22 @@ def test_xvid_avi_frames_come_out_in_display_order():
     assert jumpiness(ours) < 0.8 * jumpiness(by_pts)
 
 
+def test_non_monotonic_timestamps_in_other_containers_fall_back_to_decode_order(tmp_path):
+    remuxed = tmp_path / "xvid_packed_b.mkv"  # the AVI's packets copied into Matroska: pts still jump
+    with av.open(str(AVI)) as src, av.open(str(remuxed), "w") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    with av.open(str(remuxed)) as c:
+        pts = [f.pts for f in c.decode(video=0)]
+    assert pts != sorted(pts)
+    np.testing.assert_array_equal(
+        video_to_array(remuxed, fps=24, size=(80, 60)), video_to_array(AVI, fps=24, size=(80, 60))
+    )
+
+
 def test_rotated_phone_clip_comes_out_upright():
     info = probe(ROTATED)
     assert info.rotation == 180 and (info.width, info.height) == (1280, 720)
