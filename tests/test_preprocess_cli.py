@@ -68,7 +68,7 @@ def reference(dataset, tmp_path_factory):
 
 def test_cli_run_caches_every_clip_and_lists_failures(reference):
     cache, run = reference
-    assert run.returncode == 1, run.stderr  # the non-video failed
+    assert run.returncode == 3, run.stderr  # the non-video failed
     assert f"{GOOD} decoded, 0 already cached, 1 failed" in run.stdout
     failures = [json.loads(line) for line in (cache / "failures.jsonl").read_text().splitlines()]
     assert [f["clip_id"] for f in failures] == [CORRUPT_ID]
@@ -88,7 +88,7 @@ def test_rerun_skips_cached_clips_and_redoes_changed_ones(dataset, reference, tm
     shutil.copytree(reference[0], cache)
     before = hashes(cache)
     run = subprocess.run(cli(dataset, cache), cwd=REPO, capture_output=True, text=True)
-    assert run.returncode == 1 and f"0 decoded, {GOOD} already cached, 1 failed" in run.stdout, run.stdout
+    assert run.returncode == 3 and f"0 decoded, {GOOD} already cached, 1 failed" in run.stdout, run.stdout
     changed = dataset / "train" / "class0" / "0_moviepy_fire2_vfr_rot180.mp4"
     stat = changed.stat()
     os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
@@ -115,7 +115,7 @@ def test_killed_run_leaves_no_partial_clip_and_a_rerun_completes_it(dataset, ref
     assert 3 <= len(partial) < GOOD, "the run should have been killed midway"
     assert all(hashes(reference[0])[e.clip_id] == e.sha256 for e in partial.entries)
     run = subprocess.run(cli(dataset, cache), cwd=REPO, capture_output=True, text=True)
-    assert run.returncode == 1 and f"{len(partial)} already cached" in run.stdout, run.stdout
+    assert run.returncode == 3 and f"{len(partial)} already cached" in run.stdout, run.stdout
     assert hashes(cache) == hashes(reference[0])
 
 

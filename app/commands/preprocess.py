@@ -2,7 +2,7 @@
 
 Re-running skips clips already cached, so an interrupted run is finished by running it again.
 `--shard I/N` (0 <= I < N) takes every N-th clip for Slurm arrays; the shards fill one cache.
-Exit code 1 when any clip failed (listed with reasons in the failures file), 0 otherwise.
+Exit code 3 when some clips failed (listed with reasons in the failures file; the rest are cached), 0 otherwise.
 """
 
 from __future__ import annotations
@@ -94,5 +94,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"manifest: {summary.manifest}")
     if summary.failed:
         print(f"failures: {summary.failures}", file=sys.stderr)
-        return 1
+        return 3  # some clips failed; the others are cached
     return 0
