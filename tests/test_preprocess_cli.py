@@ -124,7 +124,7 @@ def test_shards_fill_one_cache_that_a_full_run_reuses(dataset, reference, tmp_pa
     args = cli(dataset, cache)[3:]  # same arguments, run in this process
     ids = sorted(c.clip_id for c in list_clips("folder", dataset))
     bad = ids.index(CORRUPT_ID) % 2  # the shard that gets the non-video (every 2nd id by sorted order)
-    assert main([*args, "--shard", f"{bad}/2"]) == 1
+    assert main([*args, "--shard", f"{bad}/2"]) == 3
     assert main([*args, "--shard", f"{1 - bad}/2"]) == 0
     assert CORRUPT_ID in (cache / f"failures.shard-{bad}-of-2.jsonl").read_text()
     assert (cache / f"failures.shard-{1 - bad}-of-2.jsonl").read_text() == ""
