@@ -47,7 +47,7 @@ from app.checkpoint import save_checkpoint
 from app.config import ExperimentConfig, config_to_toml
 from app.fileio import atomic_open, atomic_path, write_json
 from data.batch import Batch, pad_collate
-from data.datasets import BucketBatchSampler, DataSplits, build_datasets, eval_batches, is_k_fold
+from data.datasets import BucketBatchSampler, build_datasets, eval_batches, is_k_fold
 
 log = logging.getLogger(__name__)
 
@@ -70,25 +70,26 @@ class Dist:
 # --- model and optimization pieces -------------------------------------------------------------------
 
 
-def build_model(cfg: ExperimentConfig, data: DataSplits) -> nn.Module:
-    """The registered model with num_classes (and the plain RNNs' input_size) taken from the data."""
+def build_model(cfg: ExperimentConfig, *, num_classes: int, input_spec: dict[str, Any]) -> nn.Module:
+    """The registered model, with num_classes from the data and a pixel model's input size from the
+    frame size (W*H*3): `input_size` is filled in, `in_modes` must multiply to it."""
     from models import create_model, model_config_class
 
     params = dict(cfg.model.params)
     fields = model_config_class(cfg.model.name).__dataclass_fields__
-    K = len(data.class_names)
-    if "num_classes" in fields:
-        if params.setdefault("num_classes", K) != K:
-            raise ValueError(f"model.num_classes = {params['num_classes']} but the data has {K} classes")
-    spec = data.input_spec
-    D = spec["size"][0] * spec["size"][1] * 3 if spec["kind"] == "pixels" else spec["dims"]
-    if "input_size" in fields and spec["kind"] == "pixels":
-        params.setdefault("input_size", D)
-    if "in_modes" in fields and math.prod(params.get("in_modes", fields["in_modes"].default)) != D:
-        raise ValueError(
-            f"model.in_modes {list(params.get('in_modes', fields['in_modes'].default))} multiply to "
-            f"{math.prod(params.get('in_modes', fields['in_modes'].default))}, frames have W*H*3 = {D}"
-        )
+    if "num_classes" in fields and params.setdefault("num_classes", num_classes) != num_classes:
+        raise ValueError(f"model.num_classes = {params['num_classes']} but the data has {num_classes} classes")
+    if input_spec["kind"] == "pixels":
+        W, H = input_spec["size"]
+        D = W * H * 3
+        if "input_size" in fields and params.setdefault("input_size", D) != D:
+            raise ValueError(f"model.input_size = {params['input_size']}, frames have W*H*3 = {D} values")
+        in_modes = params.get("in_modes", getattr(fields.get("in_modes"), "default", None))
+        if in_modes is not None and math.prod(in_modes) != D:
+            raise ValueError(
+                f"model.in_modes {list(in_modes)} multiply to {math.prod(in_modes)}, but {W}x{H} RGB frames "
+                f"have W*H*3 = {D} values"
+            )
     return create_model(cfg.model.name, **params)
 
 
@@ -203,6 +204,17 @@ def monitored(cfg: ExperimentConfig, multi_label: bool) -> tuple[str, bool]:
     return name, name != "loss"
 
 
+def weights_digest(model: nn.Module) -> str:
+    """sha256 over the model's state dict (names and bytes): equal digests mean bit-identical weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(getattr(model, "module", model).state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 # --- resume state ------------------------------------------------------------------------------------
 
 
@@ -295,7 +307,7 @@ def train_run(
     device = setup_device(cfg, dist_info)
 
     data = build_datasets(cfg.data, fold=fold, seed=tc.seed)
-    model = build_model(cfg, data).to(device)
+    model = build_model(cfg, num_classes=len(data.class_names), input_spec=data.input_spec).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     say(f"run {run_dir} | {cfg.model.name} {n_params:,} parameters | {data.info} | device {device} "
         f"x{dist_info.world}")
@@ -444,6 +456,11 @@ def train_run(
         if stop and tc.patience and st["bad_epochs"] >= tc.patience:
             say(f"early stop: no better val {metric_name} for {tc.patience} epochs (best epoch {st['best_epoch']})")
     if dist_info.world > 1:
+        digests: list = [None] * dist_info.world
+        dist.all_gather_object(digests, weights_digest(model))
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"DDP ranks ended with different weights: {digests}")
+        say(f"weights identical on all {dist_info.world} ranks (sha256 {digests[0][:16]})")
         dist.barrier()  # rank 0 has written best.* before anyone reads it
 
     # test: the best checkpoint on the test split

@@ -1,0 +1,172 @@
+"""Datasets over the frame cache: the authors' folds, group folds, validation carving, length buckets,
+time windows, and the missing / stale / incomplete cache errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app.config import DataConfig
+from data.datasets import (
+    BucketBatchSampler,
+    DataError,
+    authors_folds,
+    build_datasets,
+    carve_validation,
+    eval_batches,
+    group_folds,
+    open_cache,
+)
+from preprocessing.cache import CacheMeta, open_cache as create_cache, write_clip, write_manifest
+from train_fixtures import write_fake_cache
+
+
+def test_authors_folds_match_their_code():
+    # Tuyki/TT_RNN UCF11 script: np.random.seed(11111986); shuffle_inds = np.random.choice(range(N), N, False);
+    # clips = clips[shuffle_inds]; CV_splits = np.array_split(np.arange(N), 5); test = clips[CV_splits[k]]
+    N = 1600
+    clips = np.array([f"clip{i:04d}" for i in range(N)])
+    np.random.seed(11111986)
+    shuffled = clips[np.random.choice(range(N), N, False)]
+    ours = authors_folds(N, num_folds=5, seed=11111986)
+    for k, part in enumerate(np.array_split(np.arange(N), 5)):
+        assert list(clips[ours[k]]) == list(shuffled[part])
+    assert sorted(np.concatenate(ours).tolist()) == list(range(N))
+
+
+def test_group_folds_keep_groups_whole_and_balance_classes():
+    labels = [f"c{c}" for c in range(3) for _ in range(25 * 4)]  # 3 classes x 25 groups x 4 clips
+    groups = [f"c{c}_g{g}" for c in range(3) for g in range(25) for _ in range(4)]
+    folds = group_folds(labels, groups, num_folds=5, seed=11111986)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(labels)))
+    group_fold = {}
+    for k, idx in enumerate(folds):
+        for i in idx:
+            assert group_fold.setdefault(groups[i], k) == k, f"group {groups[i]} in two folds"
+        for c in range(3):  # 5 groups of each class per fold
+            assert len({groups[i] for i in idx if labels[i] == f"c{c}"}) == 5
+
+
+def test_carve_validation_is_stratified_and_group_aware():
+    labels = ["a"] * 40 + ["b"] * 20
+    train_idx = np.arange(0, 60, 1)[::-1][:50]  # some subset, in any order
+    tr, val = carve_validation(train_idx, labels=labels, groups=None, fraction=0.2, seed=1)
+    assert set(tr) | set(val) == set(train_idx) and not set(tr) & set(val)
+    assert sum(labels[i] == "b" for i in val) >= 1 and sum(labels[i] == "a" for i in val) >= 1
+    groups = [f"g{i // 5}" for i in range(60)]
+    tr, val = carve_validation(train_idx, labels=labels, groups=groups, fraction=0.25, seed=1)
+    assert not {groups[i] for i in tr} & {groups[i] for i in val}, "a group on both sides"
+    tr2, val2 = carve_validation(train_idx, labels=labels, groups=groups, fraction=0.25, seed=1)
+    assert list(val) == list(val2), "not a function of the seed"
+
+
+def test_bucket_sampler_is_a_function_of_seed_and_epoch():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 300, size=103).tolist()
+    s = BucketBatchSampler(lengths, batch_size=8, seed=3)
+    s.set_epoch(0)
+    a = [[i for i, _ in b] for b in s]
+    s.set_epoch(0)
+    assert [[i for i, _ in b] for b in s] == a
+    assert sorted(i for b in a for i in b) == list(range(103)), "each clip once per epoch"
+    s.set_epoch(1)
+    assert [[i for i, _ in b] for b in s] != a
+    assert all(e == 1 for b in s for _, e in b), "keys carry the epoch"
+    # buckets: a batch's lengths are close together, far closer than random batches
+    spread = np.mean([np.ptp([lengths[i] for i in b]) for b in a])
+    assert spread < 40
+    # mid-epoch resume skips exactly the batches already done
+    s.set_epoch(1, start_batch=5)
+    full = BucketBatchSampler(lengths, batch_size=8, seed=3)
+    full.set_epoch(1)
+    assert list(s) == list(full)[5:] and len(s) == len(full) - 5
+
+
+def test_bucket_sampler_shards_ranks_evenly():
+    lengths = list(range(1, 42))  # 41 clips, batch 4 -> 11 batches, padded to 12 for 2 ranks
+    ranks = [BucketBatchSampler(lengths, batch_size=4, seed=0, rank=r, num_replicas=2) for r in range(2)]
+    for r in ranks:
+        r.set_epoch(2)
+    b0, b1 = list(ranks[0]), list(ranks[1])
+    assert len(b0) == len(b1) == 6
+    assert {i for b in b0 + b1 for i, _ in b} == set(range(41))
+    ev = [eval_batches(lengths, batch_size=4, rank=r, num_replicas=2) for r in range(2)]
+    assert sorted(i for part in ev for b in part for i in b) == list(range(41)), "eval: each clip exactly once"
+
+
+def test_cached_clips_windows_and_targets(tmp_path):
+    cache = write_fake_cache(tmp_path / "c", per_class=4, lengths=(9, 12), splits={"train": 0.5, "test": 0.5})
+    cfg = DataConfig(dataset="folder", cache=str(cache), size=(8, 6), max_frames=4, val_fraction=0.0)
+    data = build_datasets(cfg, seed=5)
+    ds = data.train
+    assert ds.lengths == [4] * len(ds)
+    x, y, clip_id = ds[(0, 0)]
+    assert x.dtype == torch.uint8 and x.shape == (4, 6, 8, 3) and isinstance(clip_id, str)
+    assert int(y) == data.class_names.index(ds.entries[0].labels[0])
+    starts = {ds.window(0, epoch)[0] for epoch in range(20)}
+    assert len(starts) > 1, "training windows should move between epochs"
+    assert ds.window(0, 3) == ds.window(0, 3), "a window is a function of (seed, epoch, clip)"
+    T = ds.entries[0].frames
+    assert ds.window(0, None) == ((T - 4) // 2, (T - 4) // 2 + 4), "evaluation takes the center"
+    full = np.load(cache / "clips" / ds.entries[0].npy)
+    s, e = ds.window(0, 7)
+    assert torch.equal(ds[(0, 7)][0], torch.from_numpy(full[s:e]))
+
+
+def test_protocols_split_cleanly(tmp_path):
+    cache = write_fake_cache(tmp_path / "u", dataset="ucf11", per_class=10, groups_per_class=5)
+    cfg = DataConfig(dataset="ucf11", cache=str(cache), size=(8, 6), val_fraction=0.2)
+    seen = []
+    for k in range(5):
+        d = build_datasets(cfg, fold=k)
+        test, train, val = (set(getattr(d, s).ids) for s in ("test", "train", "val"))
+        assert not (test & train) and not (test & val) and not (train & val)
+        assert len(test | train | val) == 30 and d.info["fold"] == k
+        seen += sorted(test)
+    assert sorted(seen) == sorted(set(seen)) and len(seen) == 30
+    g = build_datasets(DataConfig(dataset="ucf11", cache=str(cache), size=(8, 6), split="group"), fold=1)
+    groups = lambda ds: {e.group for e in ds.entries}  # noqa: E731
+    assert not groups(g.test) & (groups(g.train) | groups(g.val))
+
+    h = write_fake_cache(tmp_path / "h", dataset="hollywood2", per_class=4, multi_label=True,
+                         splits={"train": 0.5, "test": 0.5})
+    d = build_datasets(DataConfig(dataset="hollywood2", cache=str(h), size=(8, 6), val_fraction=0.25))
+    assert d.multi_label and all(e.split == "test" for e in d.test.entries)
+    assert all(e.split == "train" for e in d.train.entries + d.val.entries)
+    _, y, _ = d.train[0]
+    assert y.dtype == torch.float32 and y.shape == (3,) and y.sum() >= 1
+
+
+def test_cache_errors_name_the_command(tmp_path):
+    cfg = DataConfig(dataset="folder", cache=str(tmp_path / "missing"), root="/data/demo", size=(8, 6))
+    with pytest.raises(DataError, match=r"run `python -m app preprocess --dataset folder --root /data/demo"):
+        open_cache(cfg)
+    cache = write_fake_cache(tmp_path / "c", size=(8, 6))
+    with pytest.raises(DataError, match=r"holds folder at 24 fps 8x6, the config wants folder at 24 fps 16x12"):
+        open_cache(DataConfig(dataset="folder", cache=str(cache), size=(16, 12)))
+
+    # a dataset root at hand: clips missing from the cache and changed sources are caught
+    root = tmp_path / "videos"
+    for name in ("a/1.mp4", "a/2.mp4"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x" * 10)
+    cache = tmp_path / "partial"
+    meta = CacheMeta(dataset="folder", fps=24.0, size=(8, 6), root=str(root))
+    create_cache(cache, meta)
+    st = (root / "a/1.mp4").stat()
+    entry = write_clip(cache, np.zeros((2, 6, 8, 3), np.uint8), clip_id="a/1.mp4", path="a/1.mp4", labels=("a",),
+                       group=None, split=None, fps=24.0, source_size=st.st_size, source_mtime_ns=st.st_mtime_ns,
+                       backend="pyav")
+    write_manifest(cache, meta, [entry], "manifest.json")
+    cfg = DataConfig(dataset="folder", cache=str(cache), root=str(root), size=(8, 6))
+    with pytest.raises(DataError, match="incomplete: 1 of 2 clips"):
+        open_cache(cfg)
+    (root / "a/2.mp4").unlink()
+    assert len(open_cache(cfg)) == 1
+    (root / "a/1.mp4").write_bytes(b"changed!!!!")
+    with pytest.raises(DataError, match="stale"):
+        open_cache(cfg)
+    assert Path(cfg.cache).is_dir()

@@ -1,0 +1,158 @@
+"""The training engine on tiny real caches: run folder, k-fold summary, evaluate, cache errors, and
+bit-exact resume after SIGKILL of a real training process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+from app.__main__ import main
+from app.checkpoint import load_checkpoint
+from app.config import load_config
+from app.train import load_resume, train_experiment
+from train_fixtures import write_config, write_fake_cache
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_run_folder_checkpoints_and_metrics(tmp_path):
+    cache = write_fake_cache(tmp_path / "cache", per_class=8, splits={"train": 0.75, "test": 0.25})
+    cfg = load_config(write_config(tmp_path / "exp.toml", cache=cache, train={"epochs": 4}))
+    result = train_experiment(cfg)
+    run = tmp_path / "runs" / "exp"
+    for name in ("config.toml", "log.txt", "metrics.csv", "curves.png", "confusion.png", "resume.pt",
+                 "test_metrics.json", "checkpoints/best.json", "checkpoints/best.safetensors",
+                 "checkpoints/last.json", "checkpoints/last.safetensors"):
+        assert (run / name).is_file(), f"missing {name}"
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]), "training did not lower the loss"
+    assert load_config(run / "config.toml") == cfg  # the resolved config round trips
+    ckpt = load_checkpoint(run)
+    assert ckpt.model_name == "tt_gru" and ckpt.class_names == ["a", "b", "c"]
+    assert ckpt.input_spec == {"kind": "pixels", "size": [8, 6], "fps": 24.0}
+    assert ckpt.train_config["model"]["in_modes"] == [2, 3, 4, 6]
+    saved = json.loads((run / "test_metrics.json").read_text())
+    assert saved["num_clips"] == 6 and saved["accuracy"] == result["accuracy"]
+    assert 0.0 <= saved["accuracy"] <= 1.0 and len(saved["confusion"]) == 3
+    # the resume state is plain tensors and containers: it loads with weights_only=True
+    state = load_resume(run / "resume.pt")
+    assert state["epoch"] == 4 and state["batch"] == 0 and len(state["history"]) == 4
+
+    # evaluate reproduces the test metrics of the best checkpoint
+    assert main(["evaluate", "--checkpoint", str(run), "--output", str(tmp_path / "ev.json")]) == 0
+    ev = json.loads((tmp_path / "ev.json").read_text())
+    assert ev["metrics"]["accuracy"] == pytest.approx(saved["accuracy"])
+    assert ev["metrics"]["confusion"] == saved["confusion"]
+
+
+def test_k_fold_runs_every_fold_and_summarizes(tmp_path):
+    cache = write_fake_cache(tmp_path / "cache", dataset="ucf11", per_class=6, groups_per_class=3)
+    cfg = load_config(write_config(
+        tmp_path / "cv.toml", cache=cache, dataset="ucf11",
+        data={"split": "group", "num_folds": 3}, train={"epochs": 1, "steps_per_epoch": 2},
+    ))
+    summary = train_experiment(cfg)
+    run = tmp_path / "runs" / "cv"
+    assert summary["folds"] == 3 and len(summary["accuracy"]["values"]) == 3
+    assert json.loads((run / "summary.json").read_text()) == summary
+    seen_test = []
+    for k in range(3):
+        test_cfg = load_checkpoint(run / f"fold{k}").train_config
+        assert test_cfg["data"]["fold"] == k and test_cfg["data"]["split"] == "group"
+        seen_test.append(json.loads((run / f"fold{k}" / "test_metrics.json").read_text())["num_clips"])
+    assert sum(seen_test) == 18  # every clip is tested exactly once over the folds
+
+
+def test_multi_label_uses_bce_and_map(tmp_path):
+    cache = write_fake_cache(tmp_path / "cache", dataset="hollywood2", per_class=6, multi_label=True,
+                             splits={"train": 0.5, "test": 0.5})
+    cfg = load_config(write_config(tmp_path / "h2.toml", cache=cache, dataset="hollywood2",
+                                   train={"epochs": 1}))
+    result = train_experiment(cfg)
+    assert 0.0 <= result["map"] <= 1.0 and "confusion" not in result
+    assert "val_map" in result
+
+
+def test_missing_and_stale_cache_name_the_preprocess_command(tmp_path, capsys):
+    config = write_config(tmp_path / "exp.toml", cache=tmp_path / "nope")
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, "the error must be one line"
+    assert f"python -m app preprocess --dataset folder --root <DATASET_ROOT> --cache {tmp_path / 'nope'}" in err
+    assert "--fps 24 --size 8x6" in err
+
+    write_fake_cache(tmp_path / "cache12", fps=12.0)
+    config = write_config(tmp_path / "exp.toml", cache=tmp_path / "cache12", data={"root": "/videos"})
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "12 fps" in err and "--root /videos" in err and "--fps 24" in err
+
+
+def test_model_and_frame_size_mismatch_is_a_usage_error(tmp_path, capsys):
+    cache = write_fake_cache(tmp_path / "cache", splits={"train": 0.75, "test": 0.25})
+    config = write_config(tmp_path / "exp.toml", cache=cache)
+    assert main(["train", "--config", str(config), "--model.in_modes=[2,3,4,7]"]) == 2
+    assert "in_modes [2, 3, 4, 7] multiply to 168" in capsys.readouterr().err
+
+
+def _train_cmd(config: Path, name: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "app", "train", "--config", str(config), f"--train.name={name}", *extra]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path):
+    cache = write_fake_cache(tmp_path / "cache", per_class=14, splits={"train": 0.8, "test": 0.2})
+    config = write_config(
+        tmp_path / "exp.toml", cache=cache,
+        data={"batch_size": 2, "workers": 1, "max_frames": 5},
+        train={"epochs": 3, "deterministic": True, "save_every_steps": 1, "threads": 1},
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run(_train_cmd(config, "full"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+
+    proc = subprocess.Popen(_train_cmd(config, "killed"), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file = tmp_path / "runs" / "killed" / "resume.pt"
+    deadline = time.monotonic() + 240
+    killed_at = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state_file.is_file():
+            try:
+                state = load_resume(state_file)
+            except Exception:  # noqa: BLE001 - caught mid-rename; read again
+                time.sleep(0.05)
+                continue
+            if state["epoch"] >= 1 and state["batch"] >= 2:  # inside the second epoch
+                proc.send_signal(signal.SIGKILL)
+                killed_at = (state["epoch"], state["batch"])
+                break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert killed_at is not None and proc.returncode == -signal.SIGKILL, "could not kill the run mid-epoch"
+    assert not (tmp_path / "runs" / "killed" / "test_metrics.json").exists()
+
+    subprocess.run(_train_cmd(config, "killed", "--resume"), cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=300)
+    full = safetensors.torch.load_file(str(tmp_path / "runs" / "full" / "checkpoints" / "last.safetensors"))
+    resumed = safetensors.torch.load_file(str(tmp_path / "runs" / "killed" / "checkpoints" / "last.safetensors"))
+    assert full.keys() == resumed.keys()
+    for name in full:
+        assert torch.equal(full[name], resumed[name]), f"{name} differs after resume (killed at {killed_at})"
+    rows = lambda run: [  # noqa: E731
+        {k: v for k, v in r.items() if k not in ("clips_per_s", "epoch_seconds")}
+        for r in csv.DictReader((tmp_path / "runs" / run / "metrics.csv").open())
+    ]
+    assert rows("full") == rows("killed")
+    log = (tmp_path / "runs" / "killed" / "log.txt").read_text()
+    assert f"resumed from" in log and f"epoch {killed_at[0]}, batch" in log
