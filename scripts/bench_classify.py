@@ -1,0 +1,90 @@
+"""Model overhead of `classify`: its throughput beside decoding alone, on the same folder.
+
+    python -m scripts.bench_classify [--folder data/samples] [--checkpoint data/models/demo_tt_gru]
+        [--workers 1 2] [--rounds 3]
+
+For each worker count, side by side in one run (rounds alternate, the median is reported):
+- decode-only: `video_to_array` (the decoder classify uses, with the checkpoint's fps and size) on
+  every file of the folder in a process pool of that many workers, nothing else;
+- classify: the whole `python -m app classify` command, in-process (discovery, decoding in workers,
+  batched inference, predictions.csv/jsonl and report.html written), interpreter start-up excluded.
+Both count every file, also the ones that fail to decode. Target: classify >= 0.8x decode-only.
+Timings on a shared machine are noisy: compare the ratio, not the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import contextlib
+import io
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from app.__main__ import main as app_main
+from app.checkpoint import read_meta
+from app.inference import discover_inputs
+
+
+def _decode_one(path: str, fps: float, size: tuple[int, int]) -> int:
+    from preprocessing import VideoDecodeError, video_to_array
+
+    try:
+        return int(video_to_array(path, fps=fps, size=size, threads=1).shape[0])
+    except VideoDecodeError:
+        return 0
+
+
+def decode_only(paths: list[str], fps: float, size: tuple[int, int], workers: int) -> float:
+    """Seconds to decode every file with `workers` processes (pool start-up included, as in classify)."""
+    start = time.perf_counter()
+    ctx = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        list(pool.map(_decode_one, paths, [fps] * len(paths), [size] * len(paths)))
+    return time.perf_counter() - start
+
+
+def classify_cli(folder: str, checkpoint: str, workers: int, out: str) -> float:
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = app_main(["classify", folder, "--checkpoint", checkpoint, "--output", out,
+                         "--workers", str(workers), "--no-progress"])
+    seconds = time.perf_counter() - start
+    assert code in (0, 3), f"classify failed with exit code {code}"
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--folder", default="data/samples")
+    p.add_argument("--checkpoint", default="data/models/demo_tt_gru")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args(argv)
+
+    spec = read_meta(args.checkpoint)["input_spec"]
+    fps, size = float(spec["fps"]), (int(spec["size"][0]), int(spec["size"][1]))
+    items = discover_inputs([args.folder])
+    paths = [it.path for it in items if it.kind == "video"]
+    n = len(items)  # classify's unit: every file gets a row; decode-only is given the video candidates
+    print(f"folder {args.folder}: {n} files ({len(paths)} video candidates); checkpoint {args.checkpoint} "
+          f"({size[0]}x{size[1]} at {fps:g} fps); {os.cpu_count()} CPUs; median of {args.rounds} rounds")
+    print(f"{'workers':>7}  {'decode-only videos/s':>20}  {'classify videos/s':>17}  {'ratio':>5}")
+    with tempfile.TemporaryDirectory() as tmp:
+        classify_cli(args.folder, args.checkpoint, 1, tmp)  # warm-up: imports, page cache
+        for w in args.workers:
+            dec, cls = [], []
+            for _ in range(args.rounds):
+                dec.append(decode_only(paths, fps, size, w))
+                cls.append(classify_cli(args.folder, args.checkpoint, w, tmp))
+            d, c = n / statistics.median(dec), n / statistics.median(cls)
+            print(f"{w:>7}  {d:>20.2f}  {c:>17.2f}  {c / d:>5.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
