@@ -166,3 +166,22 @@ def test_report_has_one_row_per_input_and_escapes_names(cli_run):
     assert "<b>static</b>" not in html
     assert any("<script>alert(1)</script>.mp4" in t for t in parser.text)  # shown as text
     assert "http://" not in html and "https://" not in html  # self-contained
+
+
+def test_discovery_sniffs_content_not_extensions(tmp_path):
+    (tmp_path / ".hidden").write_text("skipped")
+    (tmp_path / "sub").mkdir()
+    np.save(tmp_path / "sub" / "features.bin", np.zeros((2, 1152), np.float32))  # np.save adds .npy
+    (tmp_path / "sub" / "features.bin.npy").rename(tmp_path / "sub" / "features.bin")
+    from data.yt8m import write_yt8m
+
+    write_yt8m(tmp_path / "shard.dat", [{"id": "v", "labels": [1], "rgb": np.zeros(1024), "audio": np.zeros(128)}],
+               level="video")
+    shutil.copy(SAMPLES / "ucf11_v_shooting_01_01.mpg", tmp_path / "clip.txt")  # a video, whatever its name
+    (tmp_path / "notes.mp4").write_text("just text")
+    items = discover_inputs([tmp_path, tmp_path / "clip.txt", tmp_path / "missing.mp4", str(tmp_path / "*.none")])
+    got = {Path(it.path).name: (it.kind, it.error) for it in items}
+    assert got["clip.txt"][0] == "video" and got["shard.dat"][0] == "tfrecord" and got["features.bin"][0] == "npy"
+    assert got["notes.mp4"] == ("invalid", f"{tmp_path / 'notes.mp4'}: not a video (text file)")
+    assert "no such file" in got["missing.mp4"][1] and "no files match" in got["*.none"][1]
+    assert ".hidden" not in got and len(items) == 6  # clip.txt named twice: one row
