@@ -242,7 +242,7 @@ class QRNNClassifier(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         dirs = 2 if config.bidirectional else 1
-        self.head = make_classifier(config.classifier, config.hidden_size * dirs, config.num_classes, config.num_mixtures)
+        self.classifier = make_classifier(config.classifier, config.hidden_size * dirs, config.num_classes, config.num_mixtures)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
@@ -256,4 +256,4 @@ class QRNNClassifier(nn.Module):
             H = self.config.hidden_size
             last = h[torch.arange(B, device=h.device), lengths - 1]  # (B, H*dirs)
             pooled = torch.cat([last[:, :H], h[:, 0, H:]], dim=-1) if self.config.bidirectional else last
-        return self.head(self.dropout(pooled))  # (B, K)
+        return self.classifier(self.dropout(pooled))  # (B, K)

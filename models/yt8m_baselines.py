@@ -100,13 +100,13 @@ class LogisticClassifier(nn.Module):
     def __init__(self, config: LogisticConfig) -> None:
         super().__init__()
         self.config = config
-        self.linear = nn.Linear(config.input_size, config.num_classes)
+        self.classifier = nn.Linear(config.input_size, config.num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
         if self.config.l2_normalize:
             x = l2_normalize_frames(x)
-        return self.linear(masked_mean(x, lengths))  # (B, K)
+        return self.classifier(masked_mean(x, lengths))  # (B, K)
 
 
 @dataclass(frozen=True)
@@ -134,13 +134,13 @@ class MoEClassifier(nn.Module):
     def __init__(self, config: MoEConfig) -> None:
         super().__init__()
         self.config = config
-        self.moe = MoE(config.input_size, config.num_classes, config.num_mixtures)
+        self.classifier = MoE(config.input_size, config.num_classes, config.num_mixtures)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
         if self.config.l2_normalize:
             x = l2_normalize_frames(x)
-        return self.moe(masked_mean(x, lengths))  # (B, K)
+        return self.classifier(masked_mean(x, lengths))  # (B, K)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -131,5 +131,5 @@ def test_video_level_input_is_a_gated_mlp():
     xn = x[:, 0] / x[:, 0].norm(dim=-1, keepdim=True)
     g = layer.conv(xn)
     z, f, o = torch.tanh(g[:, :5]), torch.sigmoid(g[:, 5:10]), torch.sigmoid(g[:, 10:])
-    want = model.head(o * (1 - f) * z)
+    want = model.classifier(o * (1 - f) * z)
     torch.testing.assert_close(model(x, torch.tensor([1, 1])), want)

@@ -75,3 +75,28 @@ def test_frame_lstm_uses_final_state_of_true_frames():
         _, (h, c) = model.lstm(l2_normalize_frames(x[:, :4]))
         state = torch.cat([c[0], h[0], c[1], h[1]], dim=-1)  # TF MultiRNNCell(state_is_tuple=False) order
         torch.testing.assert_close(model(x, torch.tensor([4])), model.classifier(state))
+
+
+def test_ensemble_averages_member_probabilities(tmp_path):
+    from app.checkpoint import save_checkpoint
+    from app.ensemble import ensemble_predict, load_ensemble
+    from data.batch import Batch
+
+    spec = {"kind": "features", "dims": D, "level": "video"}
+    names = [f"c{i}" for i in range(K)]
+    models = []
+    for i, name in enumerate(("logistic", "qrnn")):
+        torch.manual_seed(i)
+        m = create_model(name, num_classes=K, input_size=D, **TINY[name]).eval()
+        save_checkpoint(tmp_path / f"m{i}", m, class_names=names, input_spec=spec, multi_label=True)
+        models.append(m)
+    members = load_ensemble([tmp_path / "m0", tmp_path / "m1"])
+    x, lengths = torch.randn(3, 1, D), torch.ones(3, dtype=torch.long)
+    ids, probs = ensemble_predict(members, [Batch(x, lengths, torch.zeros(3, K), ["a", "b", "c"])])
+    with torch.no_grad():
+        want = (torch.sigmoid(models[0](x, lengths)) + torch.sigmoid(models[1](x, lengths))) / 2
+    assert ids == ["a", "b", "c"]
+    torch.testing.assert_close(torch.from_numpy(probs), want)
+    save_checkpoint(tmp_path / "other", models[0], class_names=names[::-1], input_spec=spec, multi_label=True)
+    with pytest.raises(Exception, match="class names differ"):
+        load_ensemble([tmp_path / "m0", tmp_path / "other"])

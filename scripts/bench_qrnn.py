@@ -1,0 +1,116 @@
+"""QRNN speed on this CPU: a QRNN layer vs nn.LSTM, and our recurrence vs the plain loop.
+
+    python -m scripts.bench_qrnn                 # the issue's sizes: T=300, D=1152, H=1024, B=64 and 8
+    python -m scripts.bench_qrnn --repeats 5 --threads 2
+
+Forward + backward (sum of outputs as the loss) of
+1. one QRNN layer (fo-pooling, conv window 1 and 2) vs one `nn.LSTM` layer with the same hidden size,
+2. the recurrence c_t = f_t c_{t-1} + u_t: `ForgetMult` (hand-written backward) vs the plain loop
+   over `unbind(0)` differentiated by autograd, plus the largest gradient difference between them.
+
+Runs alternate between the contenders and each reports its fastest repeat, so a busy machine slows
+both alike; read the RATIOS. Nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from models.qrnn import QRNNLayer, forget_mult, forget_mult_reference
+
+
+def _fwd_bwd(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+        out = module(x)
+        out = out[0] if isinstance(out, tuple) else out
+        out.sum().backward()
+
+    return run
+
+
+def _race(contenders: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    best = {name: float("inf") for name in contenders}
+    for fn in contenders.values():  # warm-up (allocator, thread pool)
+        fn()
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def bench_layers(T: int, B: int, D: int, H: int, repeats: int) -> list[str]:
+    torch.manual_seed(0)
+    x = torch.randn(T, B, D, requires_grad=True)
+    contenders = {
+        "QRNN k=1": _fwd_bwd(QRNNLayer(D, H, window=1, pooling="fo"), x),
+        "QRNN k=2": _fwd_bwd(QRNNLayer(D, H, window=2, pooling="fo"), x),
+        "nn.LSTM": _fwd_bwd(nn.LSTM(D, H), x),
+    }
+    best = _race(contenders, repeats)
+    lstm = best["nn.LSTM"]
+    return [
+        f"| layer fwd+bwd | T={T} B={B} D={D} H={H} | {name} | {t * 1e3:.0f} ms | {lstm / t:.2f}x |"
+        for name, t in best.items()
+    ]
+
+
+def bench_recurrence(T: int, B: int, H: int, repeats: int) -> list[str]:
+    torch.manual_seed(0)
+    f = torch.rand(T, B, H, requires_grad=True)
+    u = torch.randn(T, B, H, requires_grad=True)
+    g = torch.randn(T, B, H)
+
+    def make(fn: Callable) -> Callable[[], None]:
+        def run() -> None:
+            f.grad = u.grad = None
+            fn(f, u).backward(g)
+
+        return run
+
+    best = _race({"ForgetMult": make(forget_mult), "unbind loop": make(forget_mult_reference)}, repeats)
+    grads = []
+    for fn in (forget_mult, forget_mult_reference):
+        grads.append(torch.autograd.grad(fn(f, u), (f, u), g))
+    diff = max((a - b).abs().max().item() for a, b in zip(*grads))
+    ref = best["unbind loop"]
+    rows = [
+        f"| recurrence fwd+bwd | T={T} B={B} H={H} | {name} | {t * 1e3:.0f} ms | {ref / t:.2f}x |"
+        for name, t in best.items()
+    ]
+    rows.append(f"| recurrence gradients | T={T} B={B} H={H} | max abs diff vs loop | {diff:.1e} | |")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--T", type=int, default=300)
+    p.add_argument("--D", type=int, default=1152)
+    p.add_argument("--H", type=int, default=1024)
+    p.add_argument("--batches", type=int, nargs="+", default=[64, 8])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeats}")
+    print("| what | size | contender | time | speedup vs LSTM / loop |")
+    print("|---|---|---|---|---|")
+    for B in args.batches:
+        for row in bench_layers(args.T, B, args.D, args.H, args.repeats):
+            print(row, flush=True)
+    for row in bench_recurrence(args.T, max(args.batches), args.H, args.repeats):
+        print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""In-memory training of a video-level YouTube-8M model, for tuning and the results table.
+
+    python -m scripts.train_yt8m_quick --model logistic --epochs 40 --lr 0.01
+    python -m scripts.train_yt8m_quick --model qrnn --set hidden_size=2048 num_layers=2 window=1 \
+        --epochs 20 --val-shards 8            # tune on the last 8 TRAIN shards, never on validate
+
+The video-level split (18k x 1152 floats) is loaded once into memory; every epoch shuffles it and
+runs Adam on BCE-with-logits summed over classes, averaged over the batch (the starter's loss),
+with gradient-norm clipping at 1.0. The evaluation set is scored with `app.metrics.yt8m` at the end
+(and every `--eval-every` epochs). `--out` saves a checkpoint in the project format.
+
+The shared engine (`python -m app train --config app/configs/yt8m_video_*.toml`) is the main path;
+this script exists because streaming 64 shards per epoch is slow on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from app.metrics.yt8m import YT8MEvaluator
+from data.yt8m import NUM_CLASSES, list_shards, load_arrays, read_vocabulary
+from models import create_model
+
+TRAIN = "../shared/yt8m/train/*.tfrecord"
+EVAL = "../shared/yt8m/validate/*.tfrecord"
+
+
+def _parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = torch.from_numpy(x[i : i + batch_size])[:, None]  # (B, 1, 1152)
+        out.append(torch.sigmoid(model(xb, torch.ones(len(xb), dtype=torch.long))).numpy())
+    return np.concatenate(out)
+
+
+def score(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> dict:
+    ev = YT8MEvaluator(num_classes=y.shape[1])
+    for i in range(0, len(x), 2048):
+        ev.update(predict(model, x[i : i + 2048]), y[i : i + 2048])
+    return ev.result()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="logistic")
+    p.add_argument("--set", nargs="*", default=[], help="model config key=value pairs")
+    p.add_argument("--train", default=TRAIN)
+    p.add_argument("--eval", default=EVAL)
+    p.add_argument("--val-shards", type=int, default=0, help="hold out the last N train shards as the evaluation set")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr-decay", type=float, default=1.0, help="multiply the lr by this after every epoch")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", default="", help="save a checkpoint here (stem or .safetensors)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    files = list_shards(args.train)
+    if args.val_shards:
+        train_files, eval_files = files[: -args.val_shards], files[-args.val_shards :]
+    else:
+        train_files, eval_files = files, list_shards(args.eval)
+    t0 = time.time()
+    x, y, _ = load_arrays(train_files)
+    xe, ye, _ = load_arrays(eval_files)
+    print(f"loaded {len(x)} train / {len(xe)} eval videos in {time.time() - t0:.1f}s", flush=True)
+
+    cfg = {"num_classes": NUM_CLASSES, **_parse_set(args.set)}
+    model = create_model(args.model, **cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, args.lr_decay)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    rng = np.random.default_rng(args.seed)
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        t0, total = time.time(), 0.0
+        for idx in np.array_split(rng.permutation(len(x)), max(1, len(x) // args.batch_size)):
+            idx_t = torch.from_numpy(idx)
+            xb, yb = xt[idx_t][:, None], yt[idx_t].float()  # (B, 1, 1152), (B, K)
+            logits = model(xb, torch.ones(len(idx), dtype=torch.long))
+            loss = F.binary_cross_entropy_with_logits(logits, yb, reduction="sum") / len(idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if args.clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            opt.step()
+            total += loss.item() * len(idx)
+        sched.step()
+        line = f"epoch {epoch} loss {total / len(x):.3f} ({time.time() - t0:.1f}s)"
+        if args.eval_every and (epoch % args.eval_every == 0 or epoch == args.epochs):
+            m = score(model, xe, ye)
+            line += " | " + " ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "num_videos")
+        print(line, flush=True)
+    metrics = score(model, xe, ye)
+    print("final", json.dumps({k: round(v, 4) for k, v in metrics.items()}), flush=True)
+    if args.out:
+        from app.checkpoint import save_checkpoint
+
+        save_checkpoint(
+            args.out,
+            model,
+            class_names=read_vocabulary(),
+            input_spec={"kind": "features", "dims": 1152, "level": "video"},
+            multi_label=True,
+            train_config={"script": "scripts.train_yt8m_quick", **vars(args)},
+            metrics=metrics,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
