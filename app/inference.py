@@ -12,9 +12,11 @@ The checkpoint's input spec picks the path:
   `(T, 1152)` are read in the main process (cheap); raw videos need a `FeatureExtractor`
   (`preprocessing.features`), which runs Inception + PCA (+ VGGish) on frames decoded by the workers.
 
-Ready items wait in a window of `window_batches * batch_size`; the window is sorted by length and
-cut into batches, so clips of similar length share a batch and padding stays small. Models are
-padding-invariant in eval mode, so batching changes no prediction (tests check alone vs batched).
+Decoded clips wait in a window of `window_batches * batch_size`; a full window is sorted by length
+and cut into batches, so clips of similar length share a batch and padding stays small. Whenever
+the decoders have nothing ready, the main process runs one batch of what is waiting instead of
+idling, so decoding and inference overlap. Models are padding-invariant in eval mode, so batching
+changes no prediction (tests check alone vs batched).
 
 Every input yields a `Prediction`; a file that cannot be read yields one with `error` set and the
 run goes on. Library code: it logs, never prints.
@@ -266,13 +268,17 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context()
 
 
+_IDLE = None  # yielded by the decoding stream when no video is ready yet
+
+
 def _iter_decoded(
     jobs: list[tuple[int, str]],
     job_args: dict[str, Any],
     workers: int,
     max_inflight: int,
-) -> Iterator[_Decoded]:
-    """Decode `jobs` [(index, path)] and yield results as they finish (not in order).
+) -> Iterator[_Decoded | None]:
+    """Decode `jobs` [(index, path)] and yield results as they finish (not in order), and `_IDLE`
+    whenever nothing is ready (so the consumer can run the model instead of waiting).
 
     With workers > 0 a process pool decodes up to `max_inflight` videos ahead of the consumer,
     so decoding overlaps whatever the consumer does between `next()` calls (batched inference).
@@ -295,7 +301,10 @@ def _iter_decoded(
                 while todo and len(running) < max_inflight:
                     index, path = todo.pop()
                     running[pool.submit(_decode_video_job, index, path, **job_args)] = index
-                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                done, _ = cf.wait(running, timeout=0, return_when=cf.FIRST_COMPLETED)
+                if not done:
+                    yield _IDLE  # nothing ready: the consumer may work before we block
+                    done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     index = running.pop(fut)
                     try:
@@ -400,6 +409,15 @@ class Classifier:
         pending: list[_Ready] = []
         window = self.options.batch_size * max(1, self.options.window_batches)
         for ready in self._iter_ready(items):
+            if ready is _IDLE:
+                # The decoders have nothing ready: use the wait to run one batch of what is pending.
+                # Decode-bound runs thus overlap decoding and inference; model-bound runs never
+                # idle, so their window fills and is bucketed by length.
+                if pending:
+                    pending.sort(key=lambda r: r.x.shape[0])
+                    batch, pending = pending[: self.options.batch_size], pending[self.options.batch_size :]
+                    yield from self._predict_window(batch)
+                continue
             if isinstance(ready, Prediction):  # an error or an unusable input
                 yield ready
                 continue
@@ -412,7 +430,7 @@ class Classifier:
 
     # -- producing ready inputs ---------------------------------------------------------------
 
-    def _iter_ready(self, items: Sequence[InputItem]) -> Iterator[_Ready | Prediction]:
+    def _iter_ready(self, items: Sequence[InputItem]) -> Iterator[_Ready | Prediction | None]:
         videos: list[tuple[int, str]] = []
         for i, it in enumerate(items):
             if it.kind == "invalid":
@@ -450,7 +468,7 @@ class Classifier:
             log.debug("error reading %s", path, exc_info=True)
             yield Prediction(path, "tfrecord", (i, j + 1), error=_one_line(f"{path}: {e}"))
 
-    def _video_ready(self, videos: list[tuple[int, str]], paths: dict[int, str]) -> Iterator[_Ready | Prediction]:
+    def _video_ready(self, videos: list[tuple[int, str]], paths: dict[int, str]) -> Iterator[_Ready | Prediction | None]:
         o = self.options
         if self.kind == "pixels":
             fps = float(self.spec["fps"])
@@ -467,6 +485,9 @@ class Classifier:
         )
         max_inflight = max(2 * o.workers, o.workers + o.batch_size)
         for d in _iter_decoded(videos, job_args, o.workers, max_inflight):
+            if d is _IDLE:
+                yield _IDLE
+                continue
             path = paths[d.index]
             if d.error is not None:
                 yield Prediction(path, "video", (d.index, 0), error=d.error, thumbnails=d.thumbnails)
