@@ -116,7 +116,7 @@ def _row(n: int, p: Prediction) -> str:
         for label, score in p.labels
     )
     top_label, top_score = p.labels[0] if p.labels else ("", None)
-    status = "ok" if p.ok else p.error
+    status = "ok" if p.ok else p.error.removeprefix(f"{p.path}: ")  # the file is in its own column
     cells = [
         _td(n, str(n), "num"),
         _td(p.path, escape(p.path), "file"),
