@@ -5,6 +5,7 @@ cannot be downloaded here) but written to disk in the real formats and loaded by
 
 import json
 import pickle
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def weights(tmp_path_factory):
     np.save(d / FILES["pca_eigenvals"], rng.uniform(0.01, 0.1, size=1024).astype(np.float32))
     np.savez(d / FILES["vggish_pca"], pca_eigen_vectors=(rng.normal(size=(128, 128)) / 11).astype(np.float32),
              pca_means=rng.normal(size=(128, 1)).astype(np.float32))
-    return d, inc.eval()
+    yield d, inc.eval()
+    shutil.rmtree(d)  # ~400 MB: do not leave it in pytest's kept temp folders
 
 
 @pytest.fixture(scope="module")
