@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -201,8 +202,12 @@ def _check_readable(path: str | os.PathLike) -> None:
     """Turn the operating system's reasons (missing, folder, permission, empty) into VideoDecodeError."""
     p = Path(path)
     try:
-        if p.is_dir():
+        mode = p.stat().st_mode  # follows symlinks: a link to a video is fine, a loop raises ELOOP
+        if stat.S_ISDIR(mode):
             raise VideoDecodeError(path, "is a directory, not a video file")
+        if not stat.S_ISREG(mode):
+            # A named pipe would block open() until a writer appears, a device could be endless.
+            raise VideoDecodeError(path, "not a regular file (a pipe, socket or device)")
         with open(p, "rb") as f:
             first = f.read(1)
     except FileNotFoundError:
