@@ -29,6 +29,7 @@ import glob
 import logging
 import multiprocessing
 import os
+import stat
 import struct
 import sys
 import time
@@ -137,6 +138,8 @@ def discover_inputs(inputs: Sequence[str | os.PathLike]) -> list[InputItem]:
 def sniff_input(path: str) -> InputItem:
     """Classify one file by its first bytes (cheap: reads at most 4 KiB)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # open() on a named pipe waits for a writer forever
+            return InputItem(path, "invalid", f"{path}: not a regular file (a pipe, socket or device)")
         with open(path, "rb") as f:
             head = f.read(4096)
     except OSError as e:
