@@ -51,13 +51,23 @@ class _Failure(Exception):
     """A decoder gave up on a file (internal: turned into VideoDecodeError or a fallback)."""
 
 
-class _Truncated(_Failure):
-    """The file decoded, but to much less than its header promises: damaged, not worth a fallback."""
+class _Refused(_Failure):
+    """The file decoded, but what it holds is unusable: not worth a fallback."""
+
+
+class _Truncated(_Refused):
+    """The file decoded, but to much less than its header promises: damaged."""
 
 
 # A clip is called truncated when it decodes to less than this share of its header's duration
 # (and at least a second less). Headers are estimates, so the margin is wide.
 _TRUNCATED_SHARE = 0.5
+
+# The frames of a clip are held in memory whole. Timestamps decide how often each frame repeats, and a
+# damaged or hostile file can put its last frame hours or years after the others (a 1 KB file then
+# asks for tens of GiB): such a file is refused before anything is allocated. `max_frames` bounds the
+# output, so it decodes any file. 8 GiB is about 1.6 hours of 160x120 frames at 24 fps.
+MAX_OUTPUT_BYTES = 8 * 2**30
 
 
 @dataclass(frozen=True)
@@ -140,7 +150,7 @@ def decode_video(
     if backend in ("auto", "pyav"):
         try:
             return DecodedVideo(_decode_pyav(path, fps, size, stream, max_frames, threads), "pyav")
-        except _Truncated as e:
+        except _Refused as e:
             raise VideoDecodeError(path, str(e)) from e
         except _PYAV_ERRORS as e:
             pyav_reason = _reason(e)
@@ -303,6 +313,9 @@ def _decode_pyav(path, fps, size, stream, max_frames, threads, index_timing=None
                     size = _upright_size(frame)
                 if pending is not None:
                     repeats = sampler.slots_until(t)
+                    if max_frames is not None:
+                        repeats = min(repeats, max_frames - len(out))
+                    _check_output_size(len(out) + repeats, size)
                     if repeats:
                         out += [_to_rgb(pending, size)] * repeats
                     if max_frames is not None and len(out) >= max_frames:
@@ -325,6 +338,7 @@ def _decode_pyav(path, fps, size, stream, max_frames, threads, index_timing=None
             total = sampler.total(end, n)
             if max_frames is not None:
                 total = min(total, max_frames)
+            _check_output_size(total, size)
             if len(out) < total:
                 out += [_to_rgb(pending, size)] * (total - len(out))
             return np.stack(out[:total])
@@ -335,6 +349,15 @@ def _check_complete(decoded_seconds: float, header_seconds: float) -> None:
     if decoded_seconds < _TRUNCATED_SHARE * header_seconds and header_seconds - decoded_seconds > 1.0:
         raise _Truncated(
             f"truncated or damaged: decoded {decoded_seconds:.2f} s of the {header_seconds:.2f} s in its header"
+        )
+
+
+def _check_output_size(frames: int, size: tuple[int, int]) -> None:
+    nbytes = frames * size[0] * size[1] * 3
+    if nbytes > MAX_OUTPUT_BYTES:
+        raise _Refused(
+            f"its timestamps span too long a time: {frames} frames of {size[0]}x{size[1]} would take "
+            f"{nbytes / 2**30:.1f} GiB (limit {MAX_OUTPUT_BYTES / 2**30:g} GiB); pass max_frames to keep fewer"
         )
 
 
@@ -377,6 +400,8 @@ def _decode_opencv(path, fps, size, stream, max_frames) -> np.ndarray:
         if not (rate > 0 and math.isfinite(rate)):
             raise _Failure(f"OpenCV reports no frame rate ({rate})")
         rate = as_fraction(rate)
+        if rate <= 0:  # a rate below one frame in a million seconds rounds to 0
+            raise _Failure(f"OpenCV reports a frame rate of {cap.get(cv2.CAP_PROP_FPS)}")
         sampler = FpsSampler(fps)
         out: list[np.ndarray] = []
         n = 0
@@ -393,6 +418,9 @@ def _decode_opencv(path, fps, size, stream, max_frames) -> np.ndarray:
                     size = (bgr.shape[1], bgr.shape[0])
                 if (bgr.shape[1], bgr.shape[0]) != size:
                     bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+                if max_frames is not None:
+                    repeats = min(repeats, max_frames - len(out))
+                _check_output_size(len(out) + repeats, size)
                 out += [cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)] * repeats
             if max_frames is not None and len(out) >= max_frames:
                 return np.stack(out[:max_frames])
@@ -402,6 +430,9 @@ def _decode_opencv(path, fps, size, stream, max_frames) -> np.ndarray:
         if header_frames > 0 and math.isfinite(header_frames):
             _check_complete(n / float(rate), header_frames / float(rate))
         total = sampler.total(Fraction(n) / rate, n)
+        if max_frames is not None:
+            total = min(total, max_frames)
+        _check_output_size(total, size)
         out += [out[-1]] * max(0, total - len(out))
         return np.stack(out[:total])
     finally:
