@@ -13,9 +13,9 @@ The checkpoint's input spec picks the path:
   (`preprocessing.features`), which runs Inception + PCA (+ VGGish) on frames decoded by the workers.
 
 Decoded clips wait in a window of `window_batches * batch_size`; a full window is sorted by length
-and cut into batches, so clips of similar length share a batch and padding stays small. Whenever
-the decoders have nothing ready, the main process runs one batch of what is waiting instead of
-idling, so decoding and inference overlap. Models are padding-invariant in eval mode, so batching
+and cut into batches, so clips of similar length share a batch and padding stays small. When a CPU
+core is left over for the main process (workers < cores) or `overlap=True`, it runs one batch of
+what is waiting whenever the decoders have nothing ready, so decoding and inference overlap. Models are padding-invariant in eval mode, so batching
 changes no prediction (tests check alone vs batched).
 
 Every input yields a `Prediction`; a file that cannot be read yields one with `error` set and the
@@ -59,6 +59,7 @@ class InferenceOptions:
     thumbnails: int = 5  # frames per thumbnail strip in the report (0: none)
     thumb_height: int = 64  # thumbnail height in pixels (never upscaled)
     max_frames: int | None = None  # keep at most this many frames of a video (None: all)
+    overlap: bool | None = None  # run waiting batches while decoders work; None: when a core is spare
 
 
 @dataclass(frozen=True)
@@ -292,6 +293,10 @@ def _iter_decoded(
         for index, path in jobs:
             yield _decode_video_job(index, path, **job_args)
         return
+    import cv2  # noqa: F401  (imported once here, inherited by forked workers)
+
+    import preprocessing  # noqa: F401
+
     todo = list(reversed(jobs))  # pop() from the end keeps input order
     crashes: dict[int, int] = {}
     paths = dict(jobs)
@@ -411,7 +416,12 @@ class Classifier:
         """Yield one Prediction per input (per record for TFRecords), in completion order."""
         pending: list[_Ready] = []
         window = self.options.batch_size * max(1, self.options.window_batches)
+        overlap = self.options.overlap
+        if overlap is None:  # with every core decoding, small batches would only add CPU work
+            overlap = self.options.workers < (os.cpu_count() or 1)
         for ready in self._iter_ready(items):
+            if ready is _IDLE and not overlap:
+                continue
             if ready is _IDLE:
                 # The decoders have nothing ready: use the wait to run one batch of what is pending.
                 # Decode-bound runs thus overlap decoding and inference; model-bound runs never

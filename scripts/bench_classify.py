@@ -1,7 +1,7 @@
 """Model overhead of `classify`: its throughput beside decoding alone, on the same folder.
 
     python -m scripts.bench_classify [--folder data/samples] [--checkpoint data/models/demo_tt_gru]
-        [--workers 1 2] [--rounds 3]
+        [--workers 1 2] [--rounds 5]
 
 For each worker count, side by side in one run (rounds alternate, the median is reported):
 - decode-only: `video_to_array` (the decoder classify uses, with the checkpoint's fps and size) on
@@ -9,7 +9,8 @@ For each worker count, side by side in one run (rounds alternate, the median is 
 - classify: the whole `python -m app classify` command, in-process (discovery, decoding in workers,
   batched inference, predictions.csv/jsonl and report.html written), interpreter start-up excluded.
 Both count every file, also the ones that fail to decode. Target: classify >= 0.8x decode-only.
-Timings on a shared machine are noisy: compare the ratio, not the absolute numbers.
+Wall-clock timings on a shared machine are noisy; the CPU columns (this process + its workers, from
+getrusage) are not, and their ratio is what the wall-clock ratio tends to when the CPU is saturated.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import contextlib
 import io
 import multiprocessing
 import os
+import resource
 import statistics
 import sys
 import tempfile
 import time
 
+import preprocessing  # noqa: F401  (imported before forking, as classify does)
 from app.__main__ import main as app_main
 from app.checkpoint import read_meta
 from app.inference import discover_inputs
@@ -37,6 +40,19 @@ def _decode_one(path: str, fps: float, size: tuple[int, int]) -> int:
         return int(video_to_array(path, fps=fps, size=size, threads=1).shape[0])
     except VideoDecodeError:
         return 0
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process plus its reaped children (the pool workers, once shut down)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _timed(fn, *args) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one call."""
+    cpu = _cpu_seconds()
+    wall = fn(*args)
+    return wall, _cpu_seconds() - cpu
 
 
 def decode_only(paths: list[str], fps: float, size: tuple[int, int], workers: int) -> float:
@@ -63,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folder", default="data/samples")
     p.add_argument("--checkpoint", default="data/models/demo_tt_gru")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args(argv)
 
     spec = read_meta(args.checkpoint)["input_spec"]
@@ -73,16 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     n = len(items)  # classify's unit: every file gets a row; decode-only is given the video candidates
     print(f"folder {args.folder}: {n} files ({len(paths)} video candidates); checkpoint {args.checkpoint} "
           f"({size[0]}x{size[1]} at {fps:g} fps); {os.cpu_count()} CPUs; median of {args.rounds} rounds")
-    print(f"{'workers':>7}  {'decode-only videos/s':>20}  {'classify videos/s':>17}  {'ratio':>5}")
+    print(f"{'workers':>7}  {'decode-only videos/s':>20}  {'classify videos/s':>17}  {'ratio':>5}  "
+          f"{'decode-only cpu s':>17}  {'classify cpu s':>14}  {'cpu ratio':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         classify_cli(args.folder, args.checkpoint, 1, tmp)  # warm-up: imports, page cache
         for w in args.workers:
             dec, cls = [], []
             for _ in range(args.rounds):
-                dec.append(decode_only(paths, fps, size, w))
-                cls.append(classify_cli(args.folder, args.checkpoint, w, tmp))
-            d, c = n / statistics.median(dec), n / statistics.median(cls)
-            print(f"{w:>7}  {d:>20.2f}  {c:>17.2f}  {c / d:>5.2f}")
+                dec.append(_timed(decode_only, paths, fps, size, w))
+                cls.append(_timed(classify_cli, args.folder, args.checkpoint, w, tmp))
+            d, c = n / statistics.median(t for t, _ in dec), n / statistics.median(t for t, _ in cls)
+            dc, cc = statistics.median(u for _, u in dec), statistics.median(u for _, u in cls)
+            print(f"{w:>7}  {d:>20.2f}  {c:>17.2f}  {c / d:>5.2f}  {dc:>17.3f}  {cc:>14.3f}  {dc / cc:>9.2f}")
     return 0
 
 

@@ -12,7 +12,8 @@ Runs the documented pipeline on the camera-motion demo set (made from the bundle
 then copies the best checkpoint (by validation score) to OUT. The hidden state is 4x4x2x2 = 64 units
 instead of the config's 256: the recurrent matrix dominates the size (256 units: 200k parameters,
 0.8 MB; 64 units: about 15k, under 100 KB) and the demo classes are easy. Everything is seeded
-(demo generator, training); results can still differ in the last digits across CPU thread counts.
+(demo generator, training), but CPU training here is not bit-for-bit repeatable: two runs on the
+same machine picked different best epochs. The run folder and its log stay in WORK.
 """
 
 from __future__ import annotations
