@@ -83,6 +83,7 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads per process (0: torch's default)
     save_every_steps: int = 0  # also write resume state every N steps inside an epoch (0: epoch ends only)
     progress: bool = True  # tqdm bar per epoch with clips/s (rank 0 only)
+    plots: bool = True  # curves.png and confusion.png in the run folder at the end
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,33 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor, multi_label: bool) -> torch.T
     return F.cross_entropy(logits, y)
 
 
+def train_step(
+    model: nn.Module,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    *,
+    l2: float,
+    l2_weights: list[nn.Parameter],
+    grad_clip: float,
+    multi_label: bool,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch; returns (data loss, logits, targets on the device)."""
+    x, y = batch.x.to(device, non_blocking=True), batch.y.to(device, non_blocking=True)
+    logits = model(x, batch.lengths)
+    loss = loss_fn(logits, y, multi_label)
+    objective = loss + l2 * sum((w * w).sum() for w in l2_weights) if l2_weights else loss
+    optimizer.zero_grad(set_to_none=True)
+    objective.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach(), logits.detach(), y
+
+
 def lr_factor(step: int, *, batch_examples: int, decay: float, every_examples: int) -> float:
     """Staircase decay: decay ** floor(examples seen / every_examples) (YouTube-8M starter style)."""
     if every_examples <= 0 or decay == 1.0:
@@ -385,16 +412,8 @@ def train_run(
                 batch = batch if int(flag) else None
             if batch is None:
                 break
-            x, y = batch.x.to(device, non_blocking=True), batch.y.to(device, non_blocking=True)
-            logits = ddp_model(x, batch.lengths)
-            loss = loss_fn(logits, y, data.multi_label)
-            objective = loss + tc.l2 * sum((w * w).sum() for w in l2_weights) if l2_weights else loss
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            if tc.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            scheduler.step()
+            loss, logits, y = train_step(ddp_model, batch, optimizer, scheduler, l2=tc.l2, l2_weights=l2_weights,
+                                         grad_clip=tc.grad_clip, multi_label=data.multi_label, device=device)
             n = len(batch.ids)
             st["sums"]["loss"] += loss.item() * n
             st["sums"]["seen"] += n
@@ -452,7 +471,6 @@ def train_run(
             save_ckpt("last", {"epoch": epoch + 1})
             write_metrics_csv(run_dir / "metrics.csv", st["history"])
             save_resume(resume_path, snapshot())
-            _plot_curves(run_dir, st["history"], title=run_dir.name)
         if stop and tc.patience and st["bad_epochs"] >= tc.patience:
             say(f"early stop: no better val {metric_name} for {tc.patience} epochs (best epoch {st['best_epoch']})")
     if dist_info.world > 1:
@@ -464,10 +482,9 @@ def train_run(
         dist.barrier()  # rank 0 has written best.* before anyone reads it
 
     # test: the best checkpoint on the test split
-    from app.checkpoint import load_checkpoint
+    import safetensors.torch
 
-    best = load_checkpoint(ckpt_dir / "best")
-    model.load_state_dict(best.model.state_dict())
+    model.load_state_dict(safetensors.torch.load_file(str(ckpt_dir / "best.safetensors"), device=str(device)))
     result: dict[str, Any] = {"best_epoch": st["best_epoch"], f"val_{metric_name}": st["best_score"]}
     if data.test is not None:
         _, s, t = predict(model, data.test, batch_size=eval_bs, workers=cfg.data.workers, device=device,
@@ -476,7 +493,9 @@ def train_run(
                             dataset=cfg.data.dataset))
     if main:
         write_json(run_dir / "test_metrics.json", result)
-        if "confusion" in result:
+        if tc.plots:
+            _plot_curves(run_dir, st["history"], title=run_dir.name)
+        if tc.plots and "confusion" in result:
             from app.plots import plot_confusion
 
             plot_confusion(run_dir / "confusion.png", result["confusion"], data.class_names, title=run_dir.name)

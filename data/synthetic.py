@@ -58,8 +58,12 @@ class DemoConfig:
     test_scenes: int = 10  # scenes rendered for testing (from TEST_SOURCES only)
     canvas_scale: int = 4  # footage is resized to canvas_scale * W wide before cropping
     window: tuple[float, float] = (0.35, 0.6)  # first window width as a share of the largest that fits
-    shift: tuple[float, float] = (0.15, 0.45)  # pan/tilt travel over a clip, share of the window width
+    shift: tuple[float, float] = (0.15, 0.45)  # pan/tilt travel over a clip, share of the frame's width/height
     zoom: tuple[float, float] = (1.3, 1.8)  # zoom factor over a clip (window width ratio)
+    footage_step: float = 1.0  # footage frames per output frame: 1 real time, 0.5 slow motion, 0 still
+    flip: float = 0.5  # share of scenes whose footage is turned upside down (more content, same motion)
+    shuffle_channels: float = 0.5  # share of scenes with permuted RGB channels
+    gain: float = 1.5  # contrast factor drawn log-uniformly from [1/gain, gain]
     codec: str = "mpeg4"  # FFmpeg encoder of the written clips
     quality: int = 2  # encoder quantizer (mpeg4 qscale 1 best .. 31 worst)
     seed: int = 0  # everything is a function of it
@@ -72,7 +76,10 @@ class Scene:
     source: str  # footage file name
     start: int  # first footage frame
     mirror: bool  # footage flipped left-right
+    flip: bool  # footage flipped upside down
     reverse: bool  # footage played backwards
+    channels: tuple[int, int, int]  # RGB channel permutation of the footage
+    gain: float  # contrast factor around mid-grey
     width: float  # first window width, canvas pixels
     center: tuple[float, float]  # first window center (x, y), canvas pixels
 
@@ -115,22 +122,30 @@ def camera_path(
     return np.stack([cx0 + tx * a, cy0 + ty * a, widths], axis=1)  # (T, 3)
 
 
-def render(footage: np.ndarray, path: np.ndarray, scene: Scene, size: tuple[int, int]) -> np.ndarray:
-    """Crop the moving window out of the footage: uint8 (T, H, W, 3)."""
+def render(
+    footage: np.ndarray, path: np.ndarray, scene: Scene, size: tuple[int, int], *, footage_step: float = 1.0
+) -> np.ndarray:
+    """Crop the moving window out of the footage: uint8 (T, H, W, 3). The footage advances
+    `footage_step` frames per output frame (1: real time, 0: a still frame)."""
     W, H = size
     n = len(footage)
     out = np.empty((len(path), H, W, 3), np.uint8)
     for t, (cx, cy, w) in enumerate(path):
-        i = _bounce(scene.start + t, n)
+        i = _bounce(scene.start + int(t * footage_step), n)
         frame = footage[n - 1 - i] if scene.reverse else footage[i]  # (h, w, 3)
         if scene.mirror:
             frame = frame[:, ::-1]
+        if scene.flip:
+            frame = frame[::-1]
         s = 2 * W / w  # canvas pixels -> pixels of the 2x render
         M = np.array([[s, 0.0, W - s * cx], [0.0, s, H - s * cy]], np.float32)  # window center -> (W, H)
         big = cv2.warpAffine(
             np.ascontiguousarray(frame), M, (2 * W, 2 * H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
         )  # (2H, 2W, 3)
         out[t] = cv2.resize(big, (W, H), interpolation=cv2.INTER_AREA)  # (H, W, 3)
+    out = out[..., list(scene.channels)]
+    if scene.gain != 1.0:
+        out = np.clip((out.astype(np.float32) - 128.0) * scene.gain + 128.0, 0, 255).round().astype(np.uint8)
     return out
 
 
@@ -189,7 +204,10 @@ def make_scenes(
             source=name,
             start=int(rng.integers(0, max(1, n - cfg.frames + 1))),
             mirror=bool(rng.random() < 0.5),
+            flip=bool(rng.random() < cfg.flip),
             reverse=bool(rng.random() < 0.5),
+            channels=tuple(int(c) for c in (rng.permutation(3) if rng.random() < cfg.shuffle_channels else range(3))),
+            gain=float(np.exp(rng.uniform(-1, 1) * np.log(cfg.gain))),
             width=float(width),
             center=(float(rng.uniform(width / 2, cw - width / 2)), float(rng.uniform(height / 2, ch - height / 2))),
         ))
@@ -219,7 +237,8 @@ def make_demo(
             src = footage[scene.source]
             canvas = (src.shape[2], src.shape[1])
             for label in CLASSES:
-                clip = render(src, camera_path(label, scene, canvas, cfg, rng), scene, cfg.size)
+                path = camera_path(label, scene, canvas, cfg, rng)
+                clip = render(src, path, scene, cfg.size, footage_step=cfg.footage_step)
                 write_video(out_dir / split / label / f"{scene.source}_{k:04d}.mp4", clip, fps=cfg.fps,
                             codec=cfg.codec, quality=cfg.quality)
         counts[split] = n_scenes * len(CLASSES)

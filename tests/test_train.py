@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_run_folder_checkpoints_and_metrics(tmp_path):
     cache = write_fake_cache(tmp_path / "cache", per_class=8, splits={"train": 0.75, "test": 0.25})
-    cfg = load_config(write_config(tmp_path / "exp.toml", cache=cache, train={"epochs": 4}))
+    cfg = load_config(write_config(tmp_path / "exp.toml", cache=cache, train={"epochs": 4, "plots": True}))
     result = train_experiment(cfg)
     run = tmp_path / "runs" / "exp"
     for name in ("config.toml", "log.txt", "metrics.csv", "curves.png", "confusion.png", "resume.pt",

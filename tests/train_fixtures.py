@@ -79,7 +79,7 @@ def write_config(path: Path, *, cache: Path, dataset: str = "folder", model: str
                  "val_fraction": 0.25, **(data or {})},
         "model": {"name": model, **model_keys, **(model_params or {})},
         "train": {"out_dir": str(path.parent / "runs"), "epochs": 3, "lr": 0.01, "patience": 0,
-                  "progress": False, **(train or {})},
+                  "progress": False, "plots": False, **(train or {})},
     }
     lines = []
     for name, values in sections.items():

@@ -1,0 +1,106 @@
+"""Time one training epoch of TT-GRU and GRU on the cached demo set, with the real data pipeline
+(memory-mapped cache -> DataLoader workers -> length buckets -> padding) and with the same batches
+already in memory, to show the data-loading overhead of the pipeline.
+
+    python -m scripts.bench_train [--cache cache/demo] [--configs A.toml B.toml] [--repeats 3]
+
+Without a cache at --cache, the demo set is generated and preprocessed into a temporary folder first.
+Both variants run the same optimizer steps (app.train.train_step) on the same batches in the same
+order from the same initial weights; each is timed `--repeats` times, alternating, and the median
+is reported. The overhead is (loader epoch - in-memory epoch) / loader epoch. Timings on a shared
+machine are noisy: read the ratios, measured side by side in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from app.__main__ import main as app_main
+from app.config import load_config
+from app.train import Dist, build_model, classifier_weights, train_loader, train_step
+from data.batch import pad_collate
+from data.datasets import build_datasets
+
+
+def _epoch(model, batches, cfg, multi_label: bool) -> float:
+    """Seconds for one pass of optimizer steps over `batches` (an iterable of Batch)."""
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    l2_weights = classifier_weights(model)
+    model.train()
+    t0 = time.perf_counter()
+    for batch in batches:
+        train_step(model, batch, optimizer, None, l2=cfg.train.l2, l2_weights=l2_weights,
+                   grad_clip=cfg.train.grad_clip, multi_label=multi_label, device=torch.device("cpu"))
+    return time.perf_counter() - t0
+
+
+def bench(config: str, cache: str, repeats: int, workers: int | None) -> dict:
+    cfg = load_config(config, [f"--data.cache={cache}"])
+    if workers is not None:
+        cfg = cfg.replace("data", workers=workers)
+    data = build_datasets(cfg.data, seed=cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    init = build_model(cfg, num_classes=len(data.class_names), input_spec=data.input_spec)
+    state = {k: v.clone() for k, v in init.state_dict().items()}
+    loader, sampler = train_loader(data.train, cfg, seed=cfg.train.seed, dist_info=Dist(), pin=False)
+    sampler.set_epoch(0)
+    in_memory = [pad_collate([data.train[key] for key in keys]) for keys in sampler]  # same batches, same order
+    loader_times, memory_times = [], []
+    for _ in range(repeats):
+        for variant, times in (("loader", loader_times), ("memory", memory_times)):
+            init.load_state_dict(state)
+            sampler.set_epoch(0)
+            times.append(_epoch(init, loader if variant == "loader" else in_memory, cfg, data.multi_label))
+    t_loader, t_memory = statistics.median(loader_times), statistics.median(memory_times)
+    return {
+        "model": cfg.model.name, "clips": len(data.train), "batches": len(in_memory), "workers": cfg.data.workers,
+        "loader_s": t_loader, "memory_s": t_memory, "overhead": (t_loader - t_memory) / t_loader,
+        "clips_per_s": len(data.train) / t_loader,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", nargs="+", default=["app/configs/demo_tt_gru.toml", "app/configs/demo_gru.toml"],
+                   help="experiment configs to time (default: the demo TT-GRU and GRU)")
+    p.add_argument("--cache", default="cache/demo", help="demo cache (built in a temp folder if missing)")
+    p.add_argument("--repeats", type=int, default=3, help="timed epochs per variant (median reported)")
+    p.add_argument("--workers", type=int, help="DataLoader workers (default: the config's)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cache = Path(args.cache)
+    tmp = None
+    if not (cache / "cache.json").is_file():
+        tmp = tempfile.TemporaryDirectory(prefix="bench_train_")
+        cfg = load_config(args.configs[0])
+        demo, cache = Path(tmp.name) / "demo", Path(tmp.name) / "cache"
+        W, H = cfg.data.size
+        print(f"no cache at {args.cache}: generating the demo set in {tmp.name}", flush=True)
+        assert app_main(["make-demo", "--out", str(demo), "--size", f"{W}x{H}"]) == 0
+        assert app_main(["preprocess", "--dataset", "folder", "--root", str(demo), "--cache", str(cache),
+                         "--fps", f"{cfg.data.fps:g}", "--size", f"{W}x{H}", "--workers", "2",
+                         "--no-progress"]) == 0
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cache {cache}")
+    print("| model | train clips | batches | workers | epoch, DataLoader (s) | epoch, in memory (s) | "
+          "loading overhead | clips/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for config in args.configs:
+        r = bench(config, str(cache), args.repeats, args.workers)
+        print(f"| {r['model']} | {r['clips']} | {r['batches']} | {r['workers']} | {r['loader_s']:.2f} | "
+              f"{r['memory_s']:.2f} | {100 * r['overhead']:.1f}% | {r['clips_per_s']:.0f} |", flush=True)
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
