@@ -259,11 +259,14 @@ def _pick_stream(container: av.container.InputContainer, stream: int | None):
     if stream is not None:
         if not 0 <= stream < len(videos):
             raise _Failure(f"video stream {stream} requested, the file has {len(videos)}")
-        return videos[stream], stream
-    for i, vs in enumerate(videos):  # skip cover pictures (an mp4's thumbnail is a 1-frame stream)
-        if not vs.disposition & av.stream.Disposition.attached_pic:
-            return vs, i
-    return videos[0], 0
+        vs, ordinal = videos[stream], stream
+    else:
+        # skip cover pictures (an mp4's thumbnail is a 1-frame stream)
+        ordinal = next((i for i, v in enumerate(videos) if not v.disposition & av.stream.Disposition.attached_pic), 0)
+        vs = videos[ordinal]
+    if vs.codec_context is None:  # FFmpeg has no decoder for its codec (or the header is damaged)
+        raise _Failure(f"no decoder for the codec of video stream {ordinal}")
+    return vs, ordinal
 
 
 def _normalize_rotation(degrees: float | int | None) -> int:
