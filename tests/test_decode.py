@@ -1,5 +1,5 @@
 """Decoding (preprocessing/decode.py) on lossless clips written here with PyAV and on the real sample
-clips bundled in data/samples/ (origins in data/samples/README.md)."""
+clips bundled in data/samples/ (origins in data/README.md)."""
 
 import os
 import shutil
