@@ -140,6 +140,9 @@ def _ucf11(root: Path) -> list[ClipInfo]:
     return clips
 
 
+_PLAIN_CLIP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # no '/', '\\', ':' or leading '.'
+
+
 def _hollywood2(root: Path) -> list[ClipInfo]:
     clip_dir, sets_dir = root / "AVIClips", root / "ClipSets"
     if not sets_dir.is_dir():
@@ -158,6 +161,8 @@ def _hollywood2(root: Path) -> list[ClipInfo]:
                 if len(fields) != 2 or fields[1] not in ("1", "-1", "0"):
                     raise LayoutError(f"{list_file}:{line_no}: expected '<clip> 1|-1', got {line!r}")
                 clip, flag = fields
+                if not _PLAIN_CLIP_NAME.match(clip):  # the name becomes AVIClips/<clip>.avi: stay inside
+                    raise LayoutError(f"{list_file}:{line_no}: clip name {clip!r} is not a plain file name")
                 if splits.setdefault(clip, split) != split:
                     raise LayoutError(f"clip {clip} is in both the train and the test lists")
                 labels.setdefault(clip, [])
