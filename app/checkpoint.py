@@ -122,16 +122,26 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
 
     meta = read_meta(path)
     js = Path(meta["_json_path"])
+    _check_meta(meta, js)
     weights = js.parent / Path(meta.get("weights", js.with_suffix(".safetensors").name)).name
     try:
         model = create_model(meta["model_name"], **meta["model_config"])
-    except (KeyError, TypeError, ValueError, AssertionError) as e:
+    except (KeyError, TypeError, ValueError, AssertionError, RuntimeError, MemoryError, OverflowError) as e:
         raise CheckpointError(f"{js}: cannot rebuild model ({e})") from None
+    num_classes = getattr(model.config, "num_classes", len(meta["class_names"]))
+    if num_classes != len(meta["class_names"]):
+        raise CheckpointError(
+            f"{js}: the model has {num_classes} outputs but the sidecar names {len(meta['class_names'])} classes"
+        )
     try:
         state = safetensors.torch.load_file(str(weights), device=map_location)
     except (OSError, safetensors.SafetensorError) as e:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # tensors of other shapes
+        reason = " ".join(str(e).split())
+        raise CheckpointError(f"{weights}: weights do not match model {meta['model_name']!r} ({reason[:300]})") from None
     if missing or unexpected:
         raise CheckpointError(
             f"{weights}: weights do not match model {meta['model_name']!r} "
@@ -150,6 +160,36 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
         code_version=meta.get("code_version", ""),
         path=js,
     )
+
+
+def _check_meta(meta: dict[str, Any], js: Path) -> None:
+    """Refuse a sidecar whose fields have the wrong types (a file from elsewhere, or damaged)."""
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{js}: malformed checkpoint sidecar ({what})")
+
+    if not isinstance(meta.get("model_name"), str) or not isinstance(meta.get("model_config"), dict):
+        raise bad("model_name must be a string and model_config an object")
+    names = meta.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise bad("class_names must be a non-empty list of strings")
+    if not isinstance(meta.get("weights", ""), str):
+        raise bad("weights must be a file name")
+    spec = meta.get("input_spec")
+    if not isinstance(spec, dict) or spec.get("kind") not in ("pixels", "features"):
+        raise bad('input_spec must be an object with kind "pixels" or "features"')
+    if spec["kind"] == "pixels":
+        size, fps = spec.get("size"), spec.get("fps")
+        if not (isinstance(size, list) and len(size) == 2 and all(_positive(v, int) for v in size)):
+            raise bad("a pixel input_spec needs size [W, H] of positive integers")
+        if not _positive(fps, (int, float)):
+            raise bad("a pixel input_spec needs a positive fps")
+    elif not _positive(spec.get("dims", 1152), int) or spec.get("level", "frame") not in ("video", "frame"):
+        raise bad('a feature input_spec needs positive integer dims and level "video" or "frame"')
+
+
+def _positive(value: Any, types: type | tuple[type, ...]) -> bool:
+    return isinstance(value, types) and not isinstance(value, bool) and value > 0
 
 
 def _stem(path: str | os.PathLike) -> Path:
