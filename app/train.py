@@ -30,6 +30,7 @@ import io
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import dataclass
@@ -269,8 +270,13 @@ def save_resume(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_resume(path: Path) -> dict[str, Any]:
-    state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
-    if state.get("format") != RESUME_FORMAT:
+    """The saved state; ValueError (one line) for a file that is damaged, foreign or carries code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(f"{path}: not a readable resume state ({first}); delete it to start over") from None
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
         raise ValueError(f"{path}: not a {RESUME_FORMAT} file")
     return state
 
