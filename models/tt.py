@@ -17,18 +17,22 @@ contractions touch only small intermediates. We therefore
    small matrix A (K = m_{p+1}..m_d rows, r_p * n_{p+1}..n_d columns): one well-shaped GEMM
    whose output is K / (r_p n_{p+1}..n_d) times smaller than the input (5.6x for UCF11: K=360 -> 64);
 2. run that GEMM over chunks of rows small enough to stay in cache, converting uint8 pixels to
-   float (and normalizing, and applying an input dropout mask) inside the chunk, so no float copy of
-   the whole input (184 MB for 800 UCF11 frames) is ever written;
-3. use a custom autograd Function that saves only the (uint8) input and recomputes the float chunk
-   in backward, where it needs only dA = x^T @ grad (pixels need no gradient).
-Measured on 2 cores, 800 x 57600 -> 768 forward+backward (scripts/bench_tt.py): K=360 GEMM 0.12 s,
-contracting one mode first (K=18, 16 outputs: skinny GEMM and a 164 MB intermediate) 0.13 s for the
-first stage alone and slower overall, three modes at once (K=7200 -> 256) 0.32 s, the unchunked
-einsum chain ~1 s, dense nn.Linear 2.0 s.
+   float inside the chunk, so no float copy of the whole input (184 MB for 800 UCF11 frames) is
+   ever written; normalization x * a + b is folded into the GEMM's output
+   (a * (x @ A) + b * colsum(A)), an input-dropout mask is applied inside the chunk;
+3. use a custom autograd Function that saves only the (uint8) input and re-converts each chunk in
+   backward, where it needs only dA = x^T @ grad (pixels need no gradient);
+4. contract the remaining leading modes in one einsum with their cores merged into B (small).
+Measured for 800 x 57600 -> 768 forward+backward (scripts/bench_tt.py and docs/BENCHMARKS.md), first
+stage alone on an idle 2-core VM: K=360 GEMM 0.12 s; one mode first (K=18 -> 16 columns, a skinny
+GEMM and a 164 MB intermediate) 0.13 s and a much larger second stage; three modes (K=7200 -> 256)
+0.32 s; the same K=360 GEMM unchunked 0.26 s. Whole layer, one thread on a loaded VM: this layer
+0.32 s, a plain einsum chain over the whole batch 0.93 s, dense nn.Linear 2.5 s.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from collections.abc import Sequence
@@ -39,8 +43,12 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 # Rows of the input processed together in the first contraction: chunks of about this many input
-# elements (2 MB as float32) stay in L2/L3 cache between the uint8->float conversion and the GEMM.
-_CHUNK_ELEMENTS = 1 << 19
+# elements (8 MB as float32) stay in L3 cache between the uint8->float conversion and the GEMM.
+# Smaller chunks are a little faster on an idle machine, but every chunk costs a few OpenMP barriers,
+# which are expensive when other processes compete for the cores. Measured, 800 UCF11 frames
+# forward+backward with 2 / 8 / 32 MB chunks: idle 2 cores 0.12 / ~0.14 / 0.19 s (dense 2.0 s);
+# load average 9 on 2 cores 3.1 / 0.96 / 0.56 s (dense 3.2 s).
+_CHUNK_ELEMENTS = 1 << 21
 # Smallest inner dimension K for which the first GEMM is efficient; see `_default_merge`.
 _MIN_FIRST_K = 64
 
@@ -84,9 +92,10 @@ class _FirstStage(torch.autograd.Function):
         fold = in_mask is None
         offset = (shift * A.sum(0, keepdim=True)) if fold else A.new_zeros((1, J))  # (1, J)
         alpha = scale if fold else 1.0
+        prep = _ChunkPrep(x, scale, shift, in_mask, mask_index)
         for c0 in range(0, rows, chunk_rows):
             c1 = min(rows, c0 + chunk_rows)
-            xc = _prep_chunk(buf, x, c0, c1, scale, shift, in_mask, mask_index)  # (c, D)
+            xc = prep(buf, c0, c1)  # (c, D)
             torch.addmm(offset, xc.view(-1, K), A, alpha=alpha, out=out[c0 * per_row : c1 * per_row])
         ctx.save_for_backward(x, A, in_mask, mask_index)
         ctx.scale, ctx.shift, ctx.chunk_rows = scale, shift, chunk_rows
@@ -105,9 +114,10 @@ class _FirstStage(torch.autograd.Function):
         if need_A:
             grad_A = torch.zeros_like(A)
             buf = A.new_empty((min(rows, chunk_rows), D))
+            prep = _ChunkPrep(x, scale, shift, in_mask, mask_index)
             for c0 in range(0, rows, chunk_rows):
                 c1 = min(rows, c0 + chunk_rows)
-                xc = _prep_chunk(buf, x, c0, c1, scale, shift, in_mask, mask_index)  # (c, D)
+                xc = prep(buf, c0, c1)  # (c, D)
                 g = grad[c0 * per_row : c1 * per_row]  # (c * D/K, J)
                 grad_A.addmm_(xc.view(-1, K).t(), g, alpha=scale if fold else 1.0)  # (K, J)
             if fold and shift != 0.0:
@@ -120,17 +130,35 @@ class _FirstStage(torch.autograd.Function):
         return grad_x, grad_A, None, None, None, None, None
 
 
-def _prep_chunk(buf, x, c0, c1, scale, shift, in_mask, mask_index):
-    """Rows c0:c1 of x converted into buf: raw values, or (x * scale + shift) * mask with a mask."""
-    xc = buf[: c1 - c0]
-    xc.copy_(x[c0:c1])
-    if in_mask is not None:
-        if scale != 1.0:
-            xc.mul_(scale)
-        if shift != 0.0:
-            xc.add_(shift)
-        xc.mul_(in_mask.index_select(0, mask_index[c0:c1]))
-    return xc
+class _ChunkPrep:
+    """Writes rows c0:c1 of x as floats into a reused buffer: the raw values without a mask (the
+    affine map is then folded into the GEMM), else (x * scale + shift) * mask[mask_index] computed
+    as x * (scale * mask) + shift * mask over runs of rows that share a mask row (a clip's frames),
+    two passes and no gathered copy of the mask."""
+
+    def __init__(self, x, scale, shift, in_mask, mask_index):
+        self.x = x
+        self.masked = in_mask is not None
+        if self.masked:
+            self.mul = in_mask * scale  # (G, D)
+            self.add = in_mask * shift if shift != 0.0 else None  # (G, D)
+            idx, counts = torch.unique_consecutive(mask_index.cpu(), return_counts=True)
+            ends = counts.cumsum(0).tolist()
+            self.starts = [0, *ends[:-1]]
+            self.runs = list(zip(self.starts, ends, idx.tolist()))  # (start, end, mask row)
+
+    def __call__(self, buf, c0, c1):
+        xc = buf[: c1 - c0]
+        if not self.masked:
+            return xc.copy_(self.x[c0:c1])
+        for a, b, g in self.runs[bisect.bisect_right(self.starts, c0) - 1 :]:
+            if a >= c1:
+                break
+            a, b = max(a, c0), min(b, c1)
+            torch.mul(self.x[a:b], self.mul[g], out=xc[a - c0 : b - c0])
+            if self.add is not None:
+                xc[a - c0 : b - c0].add_(self.add[g])
+        return xc
 
 
 class TTLinear(nn.Module):

@@ -8,7 +8,8 @@ run (the machine may be shared: compare the printed RATIOS, not absolute times):
 1. Forward+backward of the fused TT-GRU input map 57,600 -> 768 (8x20x20x18 -> 12x4x4x4, ranks
    1,4,4,4,1) on 800 frames (batch 16 x 50): our TTLinear on uint8 pixels (normalized inside),
    a plain einsum chain over the whole batch, dense nn.Linear, tensorly-torch FactorizedLinear
-   (blocktt). The baselines get float pixels already normalized (their conversion is not timed).
+   (blocktt; its default `factorized` implementation and `reconstructed`). The baselines get float
+   pixels already normalized (their conversion is not timed).
    Pixels need no gradient, so backward computes weight gradients only, for every variant.
 2. One training step (forward, cross-entropy, backward, Adam) of TT-GRU vs plain GRU on 16 clips x
    100 frames of 120x160x3 uint8.
@@ -45,16 +46,20 @@ def _einsum_chain(x: torch.Tensor, cores: list[torch.Tensor]) -> torch.Tensor:
     return z.reshape(R, -1)  # (R, 768)
 
 
-def _time(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, float]:
-    """Min wall time of each fn over `reps` rounds, the variants interleaved within each round."""
-    best = {name: float("inf") for name in fns}
+def _time(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, tuple[float, float]]:
+    """(min wall seconds, this process's CPU seconds / wall seconds in that run) of each fn over
+    `reps` rounds, the variants interleaved within each round. cpu/wall near the thread count means
+    the process had the cores; far below it, other jobs were competing."""
+    best = {name: (float("inf"), 0.0) for name in fns}
     for fn in fns.values():  # warm-up
         fn()
     for _ in range(reps):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if wall < best[name][0]:
+                best[name] = (wall, cpu / wall)
     return best
 
 
@@ -78,24 +83,22 @@ def bench_input_map(rows: int, reps: int) -> list[tuple[str, float]]:
         "TT plain einsum chain, whole batch": run(tt, lambda: _einsum_chain(xf, list(tt.cores)) + tt.bias),
         "dense nn.Linear": run(dense, lambda: dense(xf)),
     }
+    results = _time(fns, reps)
     try:
         tltorch = importlib.import_module("tltorch")
     except ImportError:
-        tltorch = None
-    results = _time(fns, reps)
-    if tltorch is not None:
+        return [*results.items(), ("tensorly-torch FactorizedLinear blocktt", None)]
+    for impl in ("factorized", "reconstructed"):  # factorized is tltorch's default
         tl = tltorch.FactorizedLinear(
             in_tensorized_features=IN_MODES,
             out_tensorized_features=OUT_MODES,
             factorization="blocktt",
             rank=RANKS,
+            implementation=impl,
         )
-        results.update(
-            _time({"tensorly-torch FactorizedLinear blocktt": run(tl, lambda: tl(xf))}, max(1, reps // 2))
-        )
-    return list(results.items()) + (
-        [] if tltorch else [("tensorly-torch FactorizedLinear blocktt", float("nan"))]
-    )
+        name = f"tensorly-torch blocktt ({impl})"
+        results.update(_time({name: run(tl, lambda tl=tl: tl(xf))}, max(1, reps // 2)))
+    return list(results.items())
 
 
 def bench_train_step(batch: int, frames: int, reps: int) -> dict[str, float]:
@@ -125,25 +128,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=800, help="frames through the input map (16 x 50)")
     ap.add_argument("--frames", type=int, default=100, help="frames per clip in the training step")
     ap.add_argument("--batch", type=int, default=16, help="clips per training step")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (0: torch's default, one per core)"
+    )
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     print(f"\n1. Input map 57,600 -> 768 (TT-GRU fused gates), {args.rows} rows, forward+backward")
     res = bench_input_map(args.rows, args.reps)
-    ours = res[0][1]
-    print(f"{'variant':40s} {'seconds':>9s} {'ours is x faster':>17s}")
-    for name, t in res:
-        if t != t:  # NaN: not installed
-            print(f"{name:40s} {'skipped (tltorch not importable)':>27s}")
+    ours = res[0][1][0]
+    print(f"{'variant':40s} {'seconds':>8s} {'cpu/wall':>8s} {'ours is x faster':>17s}")
+    for name, r in res:
+        if r is None:
+            print(f"{name:40s} skipped (tltorch not importable)")
         else:
-            print(f"{name:40s} {t:9.3f} {t / ours:16.1f}x")
+            print(f"{name:40s} {r[0]:8.3f} {r[1]:8.2f} {r[0] / ours:16.1f}x")
 
     print(f"\n2. Training step, {args.batch} clips x {args.frames} frames of 120x160x3 uint8 (Adam)")
     step = bench_train_step(args.batch, args.frames, max(1, args.reps - 1))
-    print(f"{'model':40s} {'seconds':>9s}")
-    for name, t in step.items():
-        print(f"{name:40s} {t:9.3f}")
-    print(f"TT-GRU step is {step['gru'] / step['tt_gru']:.1f}x faster than the plain GRU step")
+    print(f"{'model':40s} {'seconds':>8s} {'cpu/wall':>8s}")
+    for name, (t, u) in step.items():
+        print(f"{name:40s} {t:8.3f} {u:8.2f}")
+    print(f"TT-GRU step is {step['gru'][0] / step['tt_gru'][0]:.1f}x faster than the plain GRU step")
     return 0
 
 

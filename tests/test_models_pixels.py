@@ -86,3 +86,17 @@ def test_wrong_frame_size_is_rejected(case):
     model = _build(case)
     with pytest.raises(AssertionError, match="expects 72"):
         model(torch.zeros(2, 3, 5, 5, 3, dtype=torch.uint8), torch.tensor([3, 3]))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_checkpoint_round_trip_rebuilds_the_same_model(case, tmp_path):
+    from app.checkpoint import load_checkpoint, save_checkpoint
+
+    model = _build(case).eval()
+    spec = {"kind": "pixels", "size": [W, H], "fps": 24.0}
+    path = save_checkpoint(tmp_path / "m", model, class_names=list("abcde"), input_spec=spec)
+    loaded = load_checkpoint(path)
+    assert loaded.model.config == model.config and loaded.model_name == case.split("/")[0]
+    x, lengths = _clips()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model.eval()(x, lengths), model(x, lengths), rtol=0, atol=0)
