@@ -26,6 +26,7 @@ path stays inside the dataset root. A manifest saying `../../etc/passwd` is reje
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -342,6 +343,15 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         with os.fdopen(fd, "wb") as f:
             np.save(f, np.ascontiguousarray(array), allow_pickle=False)
         os.replace(tmp, path)
+    except OSError as e:
+        disk = os.statvfs(path.parent)  # before removing the partial file: it holds what did fit
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if e.errno is None:  # numpy's short write ("N requested and M written") names no reason
+            if disk.f_bavail * disk.f_frsize < array.nbytes:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+            raise OSError(f"{path}: could not write the array ({e})") from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

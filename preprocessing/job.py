@@ -14,6 +14,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from data.layouts import ClipInfo, list_clips
 from preprocessing.cache import (
     CLIPS_DIR,
     CacheEntry,
+    CacheError,
     CacheMeta,
     check_entry,
     open_cache,
@@ -34,6 +36,7 @@ from preprocessing.cache import (
     write_record,
 )
 from preprocessing.decode import VideoDecodeError, decode_video
+from preprocessing.workers import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -208,13 +211,25 @@ class _Task:
 
 
 def _process(task: _Task) -> ClipResult:
-    """Decode one clip and write it to the cache (runs in a worker)."""
+    """Decode one clip and write it to the cache (runs in a worker).
+
+    A clip that cannot be decoded is a failed clip; an error writing the cache (full disk, read-only
+    folder) ends the run: recording good clips as failed videos would let training take the cache
+    as complete without them."""
     clip = task.clip
     try:
         stat = Path(clip.path).stat()  # before decoding: a file changed meanwhile is redone next run
         decoded = decode_video(
             clip.path, fps=task.meta.fps, size=task.meta.size, backend=task.backend, threads=task.threads
         )
+    except VideoDecodeError as e:
+        return ClipResult(clip.clip_id, "failed", 0, reason=e.reason)
+    except FileNotFoundError:
+        return ClipResult(clip.clip_id, "failed", 0, reason="no such file")
+    except Exception as e:  # one bad clip must not end a run of thousands; the reason is kept
+        log.debug("unexpected error on %s", clip.path, exc_info=True)
+        return ClipResult(clip.clip_id, "failed", 0, reason=f"{type(e).__name__}: {' '.join(str(e).split())}")
+    try:
         entry = write_clip(
             task.cache_dir,
             decoded.frames,
@@ -228,13 +243,8 @@ def _process(task: _Task) -> ClipResult:
             source_mtime_ns=stat.st_mtime_ns,
             backend=decoded.backend,
         )
-    except VideoDecodeError as e:
-        return ClipResult(clip.clip_id, "failed", 0, reason=e.reason)
-    except FileNotFoundError:
-        return ClipResult(clip.clip_id, "failed", 0, reason="no such file")
-    except Exception as e:  # one bad clip must not end a run of thousands; the reason is kept
-        log.debug("unexpected error on %s", clip.path, exc_info=True)
-        return ClipResult(clip.clip_id, "failed", 0, reason=f"{type(e).__name__}: {' '.join(str(e).split())}")
+    except CacheError as e:  # a source name the cache refuses (a '\\' or ':' in it): this clip only
+        return ClipResult(clip.clip_id, "failed", 0, reason=str(e))
     return ClipResult(clip.clip_id, "ok", entry.frames, entry=entry)
 
 
@@ -244,7 +254,9 @@ def _run_tasks(tasks: list[_Task], workers: int) -> Iterator[ClipResult]:
             yield _process(task)
         return
     context = multiprocessing.get_context(_START_METHOD)
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        min(workers, len(tasks)), mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         futures = [pool.submit(_process, task) for task in tasks]
         try:
             for future in concurrent.futures.as_completed(futures):
