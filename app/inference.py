@@ -251,9 +251,13 @@ def _one_line(msg: str) -> str:
     return " ".join(msg.split())
 
 
-def _quiet_worker() -> None:
-    """Worker initializer: the decoder's OpenCV fallback would print FFmpeg/OpenCV warnings for every
-    bad file; the error message we return already says what went wrong."""
+def _quiet_worker(parent_pid: int) -> None:
+    """Worker initializer: end with the parent (a killed classify must not leave its workers waiting
+    forever), and keep quiet: the decoder's OpenCV fallback would print FFmpeg/OpenCV warnings for
+    every bad file; the error message we return already says what went wrong."""
+    from preprocessing.workers import die_with_parent
+
+    die_with_parent(parent_pid)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
@@ -301,7 +305,8 @@ def _iter_decoded(
     crashes: dict[int, int] = {}
     paths = dict(jobs)
     while todo:
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_quiet_worker)
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_quiet_worker,
+                                   initargs=(os.getpid(),))
         running: dict[cf.Future, int] = {}
         broken = False
         try:
