@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only folder: the system's reason and the path, one line
+        where = f": {e.filename}" if e.filename else ""
+        print("error: " + " ".join(f"{e.strerror or e}{where}".split()), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
