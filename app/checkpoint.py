@@ -2,7 +2,9 @@
 
 The JSON sidecar holds the model name and config, class names, the input spec, the training
 config, metrics and the code version, so inference rebuilds the model from the checkpoint alone.
-Loading never unpickles: weights come from safetensors, the rest is plain JSON.
+Loading never unpickles: weights come from safetensors, the rest is plain JSON. The sidecar also
+records the sha256 of its weights file: a process killed between writing the two files leaves new
+weights beside the old sidecar, and the loader refuses that pair instead of mislabelling the weights.
 
 Input spec, one of:
     {"kind": "pixels", "size": [W, H], "fps": 24.0}
@@ -12,6 +14,7 @@ Input spec, one of:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -67,6 +70,7 @@ def save_checkpoint(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(weights) as tmp:
         safetensors.torch.save_file(state, str(tmp), metadata={"format": FORMAT})
+        digest = _sha256(tmp)
     meta = {
         "format": FORMAT,
         "model_name": model.registry_name,
@@ -78,6 +82,7 @@ def save_checkpoint(
         "metrics": metrics or {},
         "code_version": code_version(),
         "weights": weights.name,
+        "weights_sha256": digest,
     }
     write_json(stem.with_suffix(".json"), meta)
     return weights
@@ -134,9 +139,15 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
             f"{js}: the model has {num_classes} outputs but the sidecar names {len(meta['class_names'])} classes"
         )
     try:
+        digest = _sha256(weights) if "weights_sha256" in meta else None
         state = safetensors.torch.load_file(str(weights), device=map_location)
     except (OSError, safetensors.SafetensorError) as e:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from None
+    if digest is not None and digest != meta["weights_sha256"]:
+        raise CheckpointError(
+            f"{weights}: not the weights its sidecar {js.name} describes (a save was interrupted between "
+            "the two files; resume or re-run the training)"
+        )
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # tensors of other shapes
@@ -186,6 +197,14 @@ def _check_meta(meta: dict[str, Any], js: Path) -> None:
             raise bad("a pixel input_spec needs a positive fps")
     elif not _positive(spec.get("dims", 1152), int) or spec.get("level", "frame") not in ("video", "frame"):
         raise bad('a feature input_spec needs positive integer dims and level "video" or "frame"')
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _positive(value: Any, types: type | tuple[type, ...]) -> bool:
