@@ -302,3 +302,48 @@ def test_full_disk_is_a_clear_error_and_loses_no_clip(server, dataset, mount_tmp
                    cwd=tmp_path)
     assert_one_line_error(r, "No space left on device")
     assert not (tiny / "report.html").exists() and not list(tiny.glob(".*.tmp"))
+
+
+# --- the one moment random kills rarely hit: between a checkpoint's two files ------------------------------
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL at one exact line (a real kill there is a matter of luck)."""
+
+
+def test_a_save_interrupted_between_weights_and_sidecar_is_detected(tmp_path, monkeypatch):
+    """save_checkpoint writes NAME.safetensors, then NAME.json. Killed in between, the old sidecar
+    (its class names, metrics, epoch) would describe the new weights. The loader must notice."""
+    import torch
+
+    import app.checkpoint as checkpoint
+    from models import create_model
+
+    spec = {"kind": "pixels", "size": [32, 24], "fps": 4.0}
+
+    def model(seed: int):
+        torch.manual_seed(seed)
+        return create_model("tt_gru", num_classes=3, in_modes=(4, 8, 8, 9), hidden_modes=(2, 2, 2, 2),
+                            ranks=(1, 2, 2, 2, 1))
+
+    first = model(0)
+    checkpoint.save_checkpoint(tmp_path / "best", first, class_names=["a", "b", "c"], input_spec=spec,
+                               metrics={"epoch": 1})
+    assert checkpoint.load_checkpoint(tmp_path / "best").metrics == {"epoch": 1}
+
+    def killed(*args, **kwargs):
+        raise _Killed()
+
+    monkeypatch.setattr(checkpoint, "write_json", killed)
+    with pytest.raises(_Killed):
+        checkpoint.save_checkpoint(tmp_path / "best", model(1), class_names=["a", "b", "c"], input_spec=spec,
+                                   metrics={"epoch": 2})
+    monkeypatch.undo()
+    try:
+        loaded = checkpoint.load_checkpoint(tmp_path / "best")
+    except checkpoint.CheckpointError as e:
+        assert "interrupted" in str(e)  # refused, with the reason
+    else:  # or loaded whole: the weights the sidecar describes
+        for name, tensor in first.state_dict().items():
+            assert torch.equal(loaded.model.state_dict()[name], tensor), f"{name}: epoch-2 weights under an epoch-1 sidecar"
+    assert not list(tmp_path.glob(".*.tmp")), "temporary files left behind"
