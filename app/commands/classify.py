@@ -73,16 +73,19 @@ def run(args: argparse.Namespace) -> int:
     if ckpt.input_spec.get("kind") == "features" and any(it.kind == "video" for it in items):
         from preprocessing.features import FeatureExtractorError, load_feature_extractor
 
-        if args.feature_weights is None:
+        if args.feature_weights is not None:
+            try:
+                extractor = load_feature_extractor(args.feature_weights)
+            except FeatureExtractorError as e:
+                raise UsageError(str(e)) from None
+        elif all(it.kind == "video" for it in items):
+            # Only a run of nothing but videos is refused whole: among feature files, an input that
+            # looks like a video (often a damaged shard) gets an error row like any bad input.
             raise UsageError(
                 "this checkpoint takes YouTube-8M features, and raw videos need a feature extractor: "
                 "pass --feature-weights DIR holding the local Inception/PCA/VGGish files listed in "
                 "preprocessing/features.py (they cannot be downloaded here)"
             )
-        try:
-            extractor = load_feature_extractor(args.feature_weights)
-        except FeatureExtractorError as e:
-            raise UsageError(str(e)) from None
     try:
         device = resolve_device(args.device)
     except ValueError as e:  # --device cuda without CUDA
