@@ -15,6 +15,7 @@ import hashlib
 import os
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from .run import (
     make_checkpoint,
     snapshot,
 )
+from .shards import build_shards, check_classify_shards, check_shards, make_feature_checkpoint, read_target
 from .watchdog import run_cases
 
 TIMEOUT = 20.0  # seconds per input before it counts as a hang (decoding one takes < 1 s here)
@@ -138,6 +140,34 @@ def test_classify_cli_gives_one_row_per_input_and_no_traceback(corpus, decoded, 
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
     assert check_classify(cases, outcomes, run, out_dir) == []
     assert {p.name for p in out_dir.iterdir()} == OUTPUT_FILES  # no temporary files left behind
+
+
+# --- damaged TFRecord shards through the reader and through classify ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    from data.tfrecord_io import TFRecordError
+
+    folder = tmp_path_factory.mktemp("shards")
+    cases = build_shards(folder, seed=0)
+    outcomes = run_cases([c.path for c in cases], read_target, allowed=(TFRecordError,), workers=2, timeout=TIMEOUT)
+    return folder, cases, outcomes
+
+
+def test_reader_gives_records_or_a_one_line_error_for_every_shard(shards):
+    folder, cases, outcomes = shards
+    assert len(cases) >= 60
+    assert check_shards(cases, outcomes) == []
+    status = Counter(o.status for o in outcomes)
+    assert status["crash"] == status["hang"] == 0 and status["ok"] >= 10 and status["error"] >= 30, status
+
+
+def test_classify_cli_on_damaged_shards(shards, tmp_path):
+    folder, cases, outcomes = shards
+    ckpt = make_feature_checkpoint(tmp_path / "ckpt" / "logistic")
+    run = classify_corpus(folder, tmp_path / "out", ckpt, workers=0, timeout=240)
+    assert check_classify_shards(cases, outcomes, run, tmp_path / "out") == []
 
 
 # --- regressions found by the corpus --------------------------------------------------------------
