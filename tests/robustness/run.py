@@ -8,7 +8,9 @@ must return uint8 (T, 24, 32, 3) frames or raise VideoDecodeError with a one-lin
 the time limit; inputs that must decode do, copies under other names decode to the same frames.
 Classify: the real CLI in a subprocess on the whole corpus folder with a tiny TT-GRU checkpoint must
 exit 3 with one row per input in predictions.csv / predictions.jsonl / report.html, the same
-verdict per input as the decoder, and no traceback on stderr. Exit status 0 when nothing is wrong.
+verdict per input as the decoder, and no traceback on stderr. Then the same for damaged TFRecord
+shards (tests/robustness/shards.py): the reader, and classify with a YouTube-8M feature checkpoint.
+Exit status 0 when nothing is wrong.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .corpus import Case, build_corpus, remove_corpus
+from .shards import build_shards, check_classify_shards, check_shards, make_feature_checkpoint, read_target
 from .watchdog import Outcome, run_cases
 
 REPO = Path(__file__).resolve().parents[2]
@@ -180,6 +183,7 @@ class Figures:
     seconds: float
     by_group: dict[str, Counter] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    shards: Counter = field(default_factory=Counter)  # TFRecord shards: outcome status -> count
 
     def lines(self) -> list[str]:
         s = self.status
@@ -193,6 +197,10 @@ class Figures:
         ]
         for group, c in sorted(self.by_group.items()):
             out.append(f"  {group:<18} {sum(c.values()):>4}: {c['ok']} / {c['error']} / {c['crash']} / {c['hang']}")
+        if self.shards:
+            c = self.shards
+            out.append(f"TFRecord shards tried: {sum(c.values())}; read whole: {c['ok']}, refused with "
+                       f"TFRecordError: {c['error']}, crashes: {c['crash']}, hangs: {c['hang']}")
         return out
 
 
@@ -236,7 +244,20 @@ def run_all(work: Path, *, seed: int = 0, workers: int = 2, timeout: float = 20.
         problems += check_classify(cases, outcomes, run, out_dir)
         partial += sum(1 for p in out_dir.rglob("*") if p.name not in OUTPUT_FILES)
         partial += len(set(snapshot(corpus_dir)) - set(before))
-    return figures(cases, outcomes, partial_files=partial, seconds=seconds, problems=problems)
+
+    from data.tfrecord_io import TFRecordError
+
+    shard_cases = build_shards(work / "shards", seed=seed)
+    shard_outcomes = run_cases([c.path for c in shard_cases], read_target, allowed=(TFRecordError,),
+                               workers=workers, timeout=timeout)
+    problems += check_shards(shard_cases, shard_outcomes)
+    if with_classify:
+        ckpt = make_feature_checkpoint(work / "ckpt" / "logistic")
+        run = classify_corpus(work / "shards", work / "classify_shards", ckpt, workers=0)
+        problems += check_classify_shards(shard_cases, shard_outcomes, run, work / "classify_shards")
+    fig = figures(cases, outcomes, partial_files=partial, seconds=seconds, problems=problems)
+    fig.shards = Counter(o.status for o in shard_outcomes)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
