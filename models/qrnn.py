@@ -17,7 +17,9 @@ as the reference the tests compare against. Both are CPU/GPU agnostic torch code
 custom CUDA kernel (a compiled kernel would be faster on GPU but breaks across torch versions).
 
 `QRNNClassifier` (registry name "qrnn") classifies YouTube-8M features `(B, T, 1152)`: per-frame l2
-normalization (like the starter baselines), a stack of QRNN layers, pooling over the true steps
+normalization (like the starter baselines) times sqrt(D) -- unit RMS per component; the bare
+unit-norm vector gives gate pre-activations of std ~0.02 under the default init, and a video-level
+QRNN trained that way collapsed to the label prior -- a stack of QRNN layers, pooling over the true steps
 (`pool = "mean"` of the outputs by default: a video's labels describe all of it; or "last", the
 output at the last true step, with the backward direction's output at step 0), dropout, classifier.
 Padding never leaks: the convolution is causal, the backward direction runs on each sequence
@@ -219,7 +221,8 @@ class QRNNConfig:
     pool: str = "mean"  # over time: "mean" of the true steps' outputs, or "last" true step
     classifier: str = "logistic"  # head on the pooled vector: "logistic" (linear) or "moe"
     num_mixtures: int = 2  # MoE experts when classifier = "moe"
-    l2_normalize: bool = True  # per-frame l2 normalization of the input, as the starter does
+    init_prior: float = 0.0  # if > 0: start every class at this probability (bias = logit(prior)), e.g. 1e-3
+    l2_normalize: bool = True  # per-frame l2 normalization of the input (then scaled by sqrt(D), see below)
 
 
 @register_model("qrnn", QRNNConfig)
@@ -242,13 +245,15 @@ class QRNNClassifier(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         dirs = 2 if config.bidirectional else 1
-        self.classifier = make_classifier(config.classifier, config.hidden_size * dirs, config.num_classes, config.num_mixtures)
+        self.classifier = make_classifier(
+            config.classifier, config.hidden_size * dirs, config.num_classes, config.num_mixtures, config.init_prior
+        )
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
         lengths = lengths.to(x.device).clamp(1, T)
         if self.config.l2_normalize:
-            x = l2_normalize_frames(x)
+            x = l2_normalize_frames(x) * D**0.5  # unit RMS per component: gates start in their working range
         h = self.qrnn(x, lengths)  # (B, T, H*dirs), zero beyond each length
         if self.config.pool == "mean":
             pooled = h.sum(dim=1) / lengths.to(h.dtype)[:, None]  # (B, H*dirs)

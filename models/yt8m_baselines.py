@@ -19,6 +19,7 @@ starter samples at random in evaluation too), so evaluation is deterministic.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -76,10 +77,22 @@ class MoE(nn.Module):
         return log_p - log_not_p
 
 
-def make_classifier(kind: str, in_features: int, num_classes: int, num_mixtures: int) -> nn.Module:
-    """The video-level classifier on pooled features: "logistic" (one linear layer) or "moe"."""
+def make_classifier(kind: str, in_features: int, num_classes: int, num_mixtures: int, init_prior: float = 0.0) -> nn.Module:
+    """The video-level classifier on pooled features: "logistic" (one linear layer) or "moe".
+
+    `init_prior > 0` starts every class at that probability instead of ~0.5 (MoE: ~1/3), so training
+    does not spend its first epoch pushing 3,862 outputs down towards the rare positives.
+    """
     assert kind in ("logistic", "moe"), f"classifier must be 'logistic' or 'moe', got {kind!r}"
-    return nn.Linear(in_features, num_classes) if kind == "logistic" else MoE(in_features, num_classes, num_mixtures)
+    assert 0.0 <= init_prior < 1.0, "init_prior is a probability (0: default init)"
+    head = nn.Linear(in_features, num_classes) if kind == "logistic" else MoE(in_features, num_classes, num_mixtures)
+    if init_prior > 0:
+        if kind == "logistic":
+            nn.init.constant_(head.bias, math.log(init_prior / (1 - init_prior)))
+        else:  # gates start near uniform, so p ~ M/(M+1) * sigmoid(expert bias)
+            q = min(init_prior * (num_mixtures + 1) / num_mixtures, 0.5)
+            nn.init.constant_(head.experts.bias, math.log(q / (1 - q)))
+    return head
 
 
 # ------------------------------------------------------------------------------------------------
@@ -124,6 +137,7 @@ class MoEConfig:
     num_classes: int = NUM_CLASSES  # K
     input_size: int = FEATURE_DIM  # D
     num_mixtures: int = 2  # M logistic experts, plus the dummy expert that always predicts 0
+    init_prior: float = 0.0  # if > 0: every class starts at this probability (0: the starter's init)
     l2_normalize: bool = True  # per-frame l2 normalization of the input
 
 
@@ -134,7 +148,7 @@ class MoEClassifier(nn.Module):
     def __init__(self, config: MoEConfig) -> None:
         super().__init__()
         self.config = config
-        self.classifier = MoE(config.input_size, config.num_classes, config.num_mixtures)
+        self.classifier = make_classifier("moe", config.input_size, config.num_classes, config.num_mixtures, config.init_prior)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape

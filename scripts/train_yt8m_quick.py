@@ -5,8 +5,8 @@
         --epochs 20 --val-shards 8            # tune on the last 8 TRAIN shards, never on validate
 
 The video-level split (18k x 1152 floats) is loaded once into memory; every epoch shuffles it and
-runs Adam on BCE-with-logits summed over classes, averaged over the batch (the starter's loss),
-with gradient-norm clipping at 1.0. The evaluation set is scored with `app.metrics.yt8m` at the end
+runs the engine's step (`app.train`): Adam on mean BCE-with-logits plus `l2 * sum(w^2)` over the
+classifier weights, gradient-norm clipping, staircase lr decay every `lr_decay_examples`. The evaluation set is scored with `app.metrics.yt8m` at the end
 (and every `--eval-every` epochs). `--out` saves a checkpoint in the project format.
 
 The shared engine (`python -m app train --config app/configs/yt8m_video_*.toml`) is the main path;
@@ -23,9 +23,9 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from app.metrics.yt8m import YT8MEvaluator
+from app.train import classifier_weights, loss_fn, lr_factor
 from data.yt8m import NUM_CLASSES, list_shards, load_arrays, read_vocabulary
 from models import create_model
 
@@ -71,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--lr-decay", type=float, default=1.0, help="multiply the lr by this after every epoch")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--lr-decay", type=float, default=1.0, help="multiply the lr by this every --lr-decay-examples")
+    p.add_argument("--lr-decay-examples", type=int, default=0)
+    p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the classifier weights (engine's train.l2)")
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--eval-every", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
@@ -96,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = {"num_classes": NUM_CLASSES, **_parse_set(args.set)}
     model = create_model(args.model, **cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, args.lr_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda step: lr_factor(step, batch_examples=args.batch_size, decay=args.lr_decay, every_examples=args.lr_decay_examples),
+    )
+    l2_weights = classifier_weights(model) if args.l2 > 0 else []
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     rng = np.random.default_rng(args.seed)
     for epoch in range(1, args.epochs + 1):
@@ -107,15 +112,16 @@ def main(argv: list[str] | None = None) -> int:
             idx_t = torch.from_numpy(idx)
             xb, yb = xt[idx_t][:, None], yt[idx_t].float()  # (B, 1, 1152), (B, K)
             logits = model(xb, torch.ones(len(idx), dtype=torch.long))
-            loss = F.binary_cross_entropy_with_logits(logits, yb, reduction="sum") / len(idx)
+            loss = loss_fn(logits, yb, True)
+            objective = loss + args.l2 * sum((w * w).sum() for w in l2_weights) if l2_weights else loss
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             if args.clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             opt.step()
+            sched.step()
             total += loss.item() * len(idx)
-        sched.step()
-        line = f"epoch {epoch} loss {total / len(x):.3f} ({time.time() - t0:.1f}s)"
+        line = f"epoch {epoch} loss {total / len(x):.6f} ({time.time() - t0:.1f}s)"
         if args.eval_every and (epoch % args.eval_every == 0 or epoch == args.epochs):
             m = score(model, xe, ye)
             line += " | " + " ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "num_videos")

@@ -128,7 +128,7 @@ def test_video_level_input_is_a_gated_mlp():
     model = create_model("qrnn", num_classes=3, input_size=4, hidden_size=5, num_layers=1, window=1).eval()
     x = torch.randn(2, 1, 4)
     layer = model.qrnn.layers[0][0]
-    xn = x[:, 0] / x[:, 0].norm(dim=-1, keepdim=True)
+    xn = x[:, 0] / x[:, 0].norm(dim=-1, keepdim=True) * 2.0  # unit norm times sqrt(D = 4)
     g = layer.conv(xn)
     z, f, o = torch.tanh(g[:, :5]), torch.sigmoid(g[:, 5:10]), torch.sigmoid(g[:, 10:])
     want = model.classifier(o * (1 - f) * z)
