@@ -150,13 +150,15 @@ class TTGRU(_TTRNNBase):
     def _run(self, steps, alive, rec_mask) -> torch.Tensor:
         H = self.hidden_size
         U = self.recurrent_weight  # (H, 3H)
+        # sliced once, not per step: each per-step slice would cost a full-size zero gradient
+        U_zr, U_h = U[:, : 2 * H], U[:, 2 * H :]  # (H, 2H), (H, H)
         h = steps[0].new_zeros(steps[0].shape[0], H)  # (B, H)
         for gx_t, alive_t in zip(steps, alive):
             hd = h if rec_mask is None else h * rec_mask  # (B, H)
             if self.config.cell == "keras":
-                zr = torch.sigmoid(gx_t[:, : 2 * H] + hd @ U[:, : 2 * H])  # (B, 2H)
+                zr = torch.sigmoid(gx_t[:, : 2 * H] + hd @ U_zr)  # (B, 2H)
                 z, r = zr[:, :H], zr[:, H:]
-                cand = torch.tanh(gx_t[:, 2 * H :] + (r * hd) @ U[:, 2 * H :])  # reset BEFORE matmul
+                cand = torch.tanh(gx_t[:, 2 * H :] + (r * hd) @ U_h)  # reset BEFORE the matmul
             else:
                 gh = torch.addmm(self.recurrent_bias, hd, U)  # (B, 3H)
                 zr = torch.sigmoid(gx_t[:, : 2 * H] + gh[:, : 2 * H])
