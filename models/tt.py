@@ -353,7 +353,8 @@ def tt_linear(
     suffix = _merge_cores(cores[p:])[..., 0]  # (r_p, K, J)
     r_p, K, J = suffix.shape
     A = suffix.permute(1, 2, 0).reshape(K, J * r_p)  # (K, J * r_p), columns (j..., r)
-    chunk_rows = max(1, _CHUNK_ELEMENTS // D)
+    # caches matter on CPU; a GPU takes the whole float batch at once (fewer kernel launches)
+    chunk_rows = max(1, _CHUNK_ELEMENTS // D) if x.device.type == "cpu" else max(1, R)
     z = _FirstStage.apply(x2, A, float(in_scale), float(in_shift), in_mask, in_mask_index, chunk_rows)
     # z: (R * M_p, J * r_p)
     if p == 0:
