@@ -116,6 +116,7 @@ def test_preprocess_killed_anywhere_resumes_to_the_same_cache(server, dataset, t
         check_cache(cache, ref)
         killed.append((cache, run.returncode == -9))
     assert sum(k for _, k in killed) >= 3, "kill points should land before the end"
+    print(f"preprocess: {KILLS} kill points, {sum(k for _, k in killed)} killed mid-run; run {r.seconds:.2f} s")
     # every interrupted cache is completed by a re-run (the real CLI for the first, the server after)
     for i, (cache, _) in enumerate(killed):
         rerun = cli(*preprocess_argv(dataset, cache)) if i == 0 else server.run(preprocess_argv(dataset, cache), cwd=tmp_path)
@@ -174,6 +175,7 @@ def test_train_killed_anywhere_resumes_to_the_same_weights(server, tmp_path):
         check_run(run_dir, ref)
         outcomes.append(run.returncode)
     assert outcomes.count(-9) >= 3, outcomes
+    print(f"train: {KILLS} kill points, {outcomes.count(-9)} killed mid-run; run {r.seconds:.2f} s")
     final = cli(*base, "--train.name=killed", "--resume")
     assert final.returncode == 0, final.stderr[-2000:]
     check_run(run_dir, ref)
@@ -220,6 +222,7 @@ def test_classify_killed_anywhere_leaves_whole_outputs(server, tmp_path):
         check_outputs(out, ref)
         outcomes.append(run.returncode)
     assert outcomes.count(-9) >= 3, outcomes
+    print(f"classify: {KILLS} kill points, {outcomes.count(-9)} killed mid-run; run {r.seconds:.2f} s")
     final = cli(*argv(out))
     assert final.returncode == 3 and "Traceback" not in final.stderr, final.stderr
     check_outputs(out, ref)
