@@ -269,12 +269,19 @@ def _pick_stream(container: av.container.InputContainer, stream: int | None):
     return vs, ordinal
 
 
+_warned_rotations: set[float] = set()  # each odd value is logged once per process, not once per frame
+
+
 def _normalize_rotation(degrees: float | int | None) -> int:
     """Counterclockwise rotation snapped to 0/90/180/270 (display matrices can carry -90, -180, ...)."""
     if not degrees:
         return 0
-    snapped = int(round(degrees / 90.0)) * 90 % 360
-    if abs((degrees - snapped + 180) % 360 - 180) > 1:
+    if not math.isfinite(degrees) or abs(degrees) > 360:  # a damaged display matrix (PyAV gives INT_MIN)
+        snapped = 0
+    else:
+        snapped = int(round(degrees / 90.0)) * 90 % 360
+    if abs((degrees - snapped + 180) % 360 - 180) > 1 and degrees not in _warned_rotations:
+        _warned_rotations.add(degrees)
         log.warning("rotation of %s degrees is not a multiple of 90; using %s", degrees, snapped)
     return snapped
 
