@@ -30,7 +30,7 @@ import av
 import numpy as np
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
-# short tag -> bundled real clip (origins in data/samples/README.md)
+# short tag -> bundled real clip (origins in data/README.md)
 REAL = {
     "ucf11": "ucf11_v_shooting_01_01.mpg",
     "xvid": "mmaction2_test_xvid_packedB.avi",
