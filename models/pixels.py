@@ -1,5 +1,6 @@
 """Pixel input helpers shared by the raw-pixel models (TT-RNNs, TT-MLP, plain RNN baselines):
-shape checks, the normalization constants, and per-clip (Gal-style) dropout masks."""
+shape checks, the normalization constants, per-clip (Gal-style) dropout masks, and
+`capturing_graph()`, which tells the models to take their static-shape export path."""
 
 from __future__ import annotations
 
@@ -24,10 +25,23 @@ def flatten_pixels(x: torch.Tensor, in_features: int) -> torch.Tensor:
     return x.reshape(B, T, D)  # (B, T, D)
 
 
+def capturing_graph() -> bool:
+    """True while torch.jit.trace, torch.export / torch.compile or an ONNX exporter records the model.
+
+    The graph is then replayed on OTHER inputs, so the models must not branch on tensor values
+    (`int(lengths.max())`, `bool(valid.all())`, `nonzero()`): they take a path whose ops depend only
+    on shapes, with the same logits, and skip value checks that would be frozen into the graph.
+    """
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def check_lengths(lengths: torch.Tensor, B: int, T: int, device: torch.device) -> torch.Tensor:
-    """lengths as int64 on `device`, asserted to be (B,) with values in [1, T]."""
+    """lengths as int64 on `device`, asserted to be (B,) with values in [1, T] (the value check is
+    skipped while a graph is captured, see `capturing_graph`)."""
     lengths = lengths.to(device=device, dtype=torch.long)
     assert lengths.shape == (B,), f"lengths must have shape ({B},), got {tuple(lengths.shape)}"
+    if capturing_graph():
+        return lengths
     assert int(lengths.min()) >= 1 and int(lengths.max()) <= T, (
         f"lengths must be in [1, T={T}], got {lengths.tolist()}"
     )

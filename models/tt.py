@@ -28,6 +28,8 @@ stage alone on an idle 2-core VM: K=360 GEMM 0.12 s; one mode first (K=18 -> 16 
 GEMM and a 164 MB intermediate) 0.13 s and a much larger second stage; three modes (K=7200 -> 256)
 0.32 s; the same K=360 GEMM unchunked 0.26 s. Whole layer, one thread on a loaded VM: this layer
 0.32 s, a plain einsum chain over the whole batch 0.93 s, dense nn.Linear 2.5 s.
+Export: while torch.jit.trace / torch.export / ONNX record the layer, steps 2-3 are replaced by
+`_first_stage_plain` (the same folded GEMM on the whole float input, no Python loop or Function).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from models.pixels import capturing_graph
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +132,18 @@ class _FirstStage(torch.autograd.Function):
                 grad_x.mul_(in_mask.index_select(0, mask_index))
             grad_x.mul_(scale)
         return grad_x, grad_A, None, None, None, None, None
+
+
+def _first_stage_plain(x, A, scale, shift, in_mask, mask_index):  # noqa: N803 (A is a matrix)
+    """`_FirstStage` in plain tensor ops, one GEMM on the whole float input: the same math (the same
+    affine folding) for torch.jit.trace, torch.export and the ONNX exporters; autograd works too."""
+    rows, D = x.shape
+    K, J = A.shape
+    xf = x.to(A.dtype)  # (rows, D)
+    if in_mask is None:  # (x * a + b) @ A = a * (x @ A) + b * colsum(A)
+        return torch.addmm(shift * A.sum(0, keepdim=True), xf.view(-1, K), A, alpha=scale)  # (rows * D/K, J)
+    xf = (xf * scale + shift) * in_mask.index_select(0, mask_index)  # (rows, D)
+    return xf.view(-1, K) @ A  # (rows * D/K, J)
 
 
 class _ChunkPrep:
@@ -355,7 +371,10 @@ def tt_linear(
     A = suffix.permute(1, 2, 0).reshape(K, J * r_p)  # (K, J * r_p), columns (j..., r)
     # caches matter on CPU; a GPU takes the whole float batch at once (fewer kernel launches)
     chunk_rows = max(1, _CHUNK_ELEMENTS // D) if x.device.type == "cpu" else max(1, R)
-    z = _FirstStage.apply(x2, A, float(in_scale), float(in_shift), in_mask, in_mask_index, chunk_rows)
+    if capturing_graph():  # exporters cannot record a Python autograd.Function nor a chunk loop
+        z = _first_stage_plain(x2, A, float(in_scale), float(in_shift), in_mask, in_mask_index)
+    else:
+        z = _FirstStage.apply(x2, A, float(in_scale), float(in_shift), in_mask, in_mask_index, chunk_rows)
     # z: (R * M_p, J * r_p)
     if p == 0:
         y = z.view(R, N)

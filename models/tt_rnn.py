@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.pixels import PIXEL_SCALE, PIXEL_SHIFT, check_lengths, flatten_pixels, gal_mask
+from models.pixels import PIXEL_SCALE, PIXEL_SHIFT, capturing_graph, check_lengths, flatten_pixels, gal_mask
 from models.registry import register_model
 from models.tt import TTLinear
 
@@ -100,7 +100,9 @@ class _TTRNNBase(nn.Module):
         valid = torch.arange(T, device=x.device)[None, :] < lengths[:, None]  # (B, T)
         rows = x.reshape(B * T, D)  # (B*T, D)
         seq_of_row = torch.arange(B, device=x.device).repeat_interleave(T)  # (B*T,)
-        all_valid = bool(valid.all())
+        # an exported graph maps every frame (padded ones too: their gates are ignored by `alive`),
+        # since which rows are valid depends on the values of `lengths`
+        all_valid = capturing_graph() or bool(valid.all())
         if not all_valid:  # skip padded frames: copy only the valid uint8 rows
             idx = valid.reshape(-1).nonzero().squeeze(1)  # (Nv,)
             rows, seq_of_row = rows.index_select(0, idx), seq_of_row.index_select(0, idx)
@@ -118,7 +120,8 @@ class _TTRNNBase(nn.Module):
         x = flatten_pixels(x, self.in_features)  # (B, T, D)
         B, T, D = x.shape
         lengths = check_lengths(lengths, B, T, x.device)
-        Tv = int(lengths.max())  # steps beyond every clip's length are never computed
+        # steps beyond every clip's length are never computed (an exported graph runs all T steps)
+        Tv = T if capturing_graph() else int(lengths.max())
         gx = self._input_gates(x, lengths)[:, :Tv]  # (B, Tv, G*H)
         rec_mask = None
         if self.training and self.config.recurrent_dropout > 0:

@@ -76,6 +76,44 @@ def test_chunked_first_contraction_matches_unchunked(monkeypatch):
 
 
 @pytest.mark.parametrize("merge", [1, 2, 3])
+def test_export_path_equals_chunked_path_float32(monkeypatch, merge):
+    """The plain tensor-op first stage taken while a graph is captured gives the chunked
+    autograd.Function's outputs and gradients, with and without an input mask."""
+    layer = _random_layer((4, 5, 6), (2, 2, 3), (1, 3, 3, 1), merge=merge)
+    x = torch.randint(0, 256, (37, 120), dtype=torch.uint8)
+    mask = torch.rand(4, 120)
+    idx = torch.arange(37) % 4  # row -> mask row
+    kw = dict(in_scale=1 / 255, in_shift=-0.5)
+    monkeypatch.setattr("models.tt._CHUNK_ELEMENTS", 7 * 120)  # several chunks on the fast path
+    results = []
+    for capturing in (False, True):
+        monkeypatch.setattr("models.tt.capturing_graph", lambda c=capturing: c)
+        layer.zero_grad()
+        y = layer(x, **kw)
+        y_mask = layer(x, in_mask=mask, in_mask_index=idx, **kw)
+        (y.square().sum() + y_mask.square().sum()).backward()
+        results.append((y.detach(), y_mask.detach(), [c.grad.clone() for c in layer.cores]))
+    (fast, fast_mask, fast_grads), (plain, plain_mask, plain_grads) = results
+    torch.testing.assert_close(plain, fast, rtol=1e-5, atol=1e-5 * fast.abs().max().item())
+    torch.testing.assert_close(plain_mask, fast_mask, rtol=1e-5, atol=1e-5 * fast_mask.abs().max().item())
+    for g_plain, g_fast in zip(plain_grads, fast_grads):
+        torch.testing.assert_close(g_plain, g_fast, rtol=1e-4, atol=1e-4 * g_fast.abs().max().item())
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:FutureWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # shape asserts frozen into the trace
+def test_traced_layer_replays_on_another_batch_size():
+    layer = _random_layer((4, 5, 6), (2, 2, 3), (1, 3, 3, 1)).requires_grad_(False)
+
+    def f(x):
+        return layer(x, in_scale=1 / 255, in_shift=-0.5)
+    with torch.no_grad():
+        traced = torch.jit.trace(f, torch.randint(0, 256, (3, 120), dtype=torch.uint8))
+        x = torch.randint(0, 256, (11, 120), dtype=torch.uint8)
+        torch.testing.assert_close(traced(x), f(x), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("merge", [1, 2, 3])
 def test_gradcheck_float64(merge):
     torch.manual_seed(0)
     cores = [
