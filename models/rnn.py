@@ -4,8 +4,10 @@ whose input-to-hidden matrix is dense (57,600 x 768 = 44,236,800 weights for the
 Same interface as the TT-RNNs: uint8 pixels (B, T, H, W, 3) or (B, T, D) plus lengths -> logits
 (B, K); pixels are normalized to x / 255 - 0.5 inside. Built on nn.GRU / nn.LSTM with packed
 sequences, so the final state is each clip's state at its own last valid frame and padding cannot
-change the logits. nn.GRU is the cuDNN-style cell (reset gate after the recurrent matmul) and has
-no recurrent dropout; the input gets the same per-clip pixel dropout as the TT models.
+change the logits (an exported graph runs all steps and gathers each clip's output at its last valid
+frame instead, see `models.pixels.capturing_graph`). nn.GRU is the cuDNN-style cell (reset gate
+after the recurrent matmul) and has no recurrent dropout; the input gets the same per-clip pixel
+dropout as the TT models.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from models.pixels import PIXEL_SCALE, PIXEL_SHIFT, check_lengths, flatten_pixels, gal_mask
+from models.pixels import PIXEL_SCALE, PIXEL_SHIFT, capturing_graph, check_lengths, flatten_pixels, gal_mask
 from models.registry import register_model
 
 
@@ -59,6 +61,10 @@ class _PlainRNN(nn.Module):
         x = x.to(dtype) * PIXEL_SCALE + PIXEL_SHIFT  # (B, T, D) float
         if self.training and self.config.dropout > 0:
             x = x * gal_mask((B, 1, D), self.config.dropout, x)
+        if capturing_graph():  # exporters cannot record packing: run all T steps, pick each clip's last
+            out, _ = self.rnn(x)  # (B, T, H); causal, so step L-1 is the state after the clip's frames
+            last = (lengths - 1)[:, None, None].expand(-1, 1, out.shape[-1])  # (B, 1, H)
+            return self.classifier(out.gather(1, last).squeeze(1))  # (B, K)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, state = self.rnn(packed)
         h = state[0] if isinstance(state, tuple) else state  # (1, B, H), in the input's batch order
