@@ -17,6 +17,14 @@ Every export is verified before it is kept: the exported model is run on a batch
 size and different lengths than the one it was traced with, and its logits must match the eager
 model's; otherwise `ExportError` says which model did not export cleanly.
 TorchScript is deprecated in PyTorch 2.x but still the format many C++/mobile runtimes load.
+
+While an exporter records a model, the models take a static-shape path (`models.pixels.capturing_graph`:
+no `int(lengths.max())`, every frame through the TT layer, a plain GEMM instead of the chunked
+autograd.Function, GRU/LSTM without packing), so every pixel model exports to both formats.
+Cost grows with max_frames: the bundled demo_tt_gru at its default 240 steps exports to TorchScript
+in about 5 s and to ONNX in several minutes (loaded 2-core VM, one thread: torch.export 35 s, ONNX
+translation 70 s, onnxscript's graph optimizer most of the rest); pass a smaller `max_frames` for
+shorter clips.
 """
 
 from __future__ import annotations
@@ -53,8 +61,9 @@ def default_max_frames(ckpt: Checkpoint) -> int:
     if spec.get("kind") == "features":
         return 1 if spec.get("level") == "video" else FRAME_LEVEL_MAX
     data_cfg = ckpt.train_config.get("data", {}) if isinstance(ckpt.train_config, dict) else {}
-    if isinstance(data_cfg, dict) and isinstance(data_cfg.get("max_frames"), int):
-        return int(data_cfg["max_frames"])
+    trained_cap = data_cfg.get("max_frames") if isinstance(data_cfg, dict) else None
+    if isinstance(trained_cap, int) and trained_cap > 0:  # 0 means the training clips were not cut
+        return trained_cap
     return max(1, round(float(spec.get("fps", 24.0)) * DEFAULT_SECONDS))
 
 
@@ -202,16 +211,19 @@ _ONNX = [("torch.onnx dynamo exporter", _onnx_dynamo), ("torch.onnx TorchScript 
 
 @contextlib.contextmanager
 def _quiet_torch():
-    """Exporters warn and log graphs on every failed route; we report failures ourselves."""
-    logger = logging.getLogger("torch")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """Exporters warn and log graphs (onnx_ir: a line per deduplicated initializer) on every route;
+    we report failures ourselves."""
+    loggers = [logging.getLogger(name) for name in ("torch", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def run_onnx(path: str | os.PathLike, x: torch.Tensor, lengths: torch.Tensor) -> np.ndarray | None:

@@ -24,28 +24,49 @@ def _checkpoint(tmp_path: Path, name: str, spec: dict, **cfg) -> Path:
     return tmp_path / f"{name}.json"
 
 
-CASES = {  # (model, format) pairs that export with the models' current code; see docs/BENCHMARKS.md
+TT = {"in_modes": (4, 6, 8, 12), "hidden_modes": (2, 2, 2, 1), "ranks": (1, 2, 2, 2, 1)}  # 32*24*3 pixels
+CASES = {  # (model, format) pairs checked here; every pixel model exports to both formats
     ("logistic", "torchscript"): (FRAMES, {}),
     ("qrnn", "onnx"): (FRAMES, {"hidden_size": 16, "num_layers": 2}),
     ("gru", "torchscript"): (PIXELS, {"input_size": 32 * 24 * 3, "hidden_size": 8}),
+    ("lstm", "onnx"): (PIXELS, {"input_size": 32 * 24 * 3, "hidden_size": 8}),
+    ("tt_gru", "torchscript"): (PIXELS, TT),
+    ("tt_gru", "onnx"): (PIXELS, {**TT, "cell": "cudnn"}),
+    ("tt_lstm", "torchscript"): (PIXELS, {**TT, "separate_gates": True}),
+    ("tt_mlp", "onnx"): (PIXELS, {**TT, "num_frames": 3}),
 }
+DEMO = Path(__file__).resolve().parents[1] / "data" / "models" / "demo_tt_gru.json"  # the bundled default
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 @pytest.mark.parametrize("name,fmt", sorted(CASES))
 def test_export_reproduces_logits(tmp_path, capsys, name, fmt):
-    if fmt == "onnx":
-        pytest.importorskip("onnxscript", reason="ONNX export needs onnx + onnxscript")
     spec, cfg = CASES[name, fmt]
     ckpt_path = _checkpoint(tmp_path, name, spec, **cfg)
+    _export_and_compare(tmp_path, capsys, ckpt_path, fmt, steps=1 if spec.get("level") == "video" else 9)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_bundled_demo_checkpoint_exports(tmp_path, capsys, fmt):
+    assert DEMO.exists(), f"the bundled default checkpoint {DEMO} is missing"
+    _export_and_compare(tmp_path, capsys, DEMO, fmt, steps=7)
+
+
+def _export_and_compare(tmp_path: Path, capsys, ckpt_path: Path, fmt: str, *, steps: int) -> None:
+    """Export through the CLI, then compare the file's logits with the checkpoint's on a batch of
+    another size and other lengths than the export's own example and check."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript", reason="ONNX export needs onnx + onnxscript")
     out = tmp_path / f"model.{fmt}"
-    T = 1 if spec.get("level") == "video" else 9
+    T = steps
     code = main(["export", "--checkpoint", str(ckpt_path), "--format", fmt, "--output", str(out), "--max-frames", str(T)])
     assert code == 0, capsys.readouterr().err
-    meta = json.loads(out.with_name(out.name + ".json").read_text())
-    assert meta["max_frames"] == T and meta["class_names"] == list("abcde") and meta["input_spec"] == spec
-
     ckpt = load_checkpoint(ckpt_path)
+    meta = json.loads(out.with_name(out.name + ".json").read_text())
+    assert meta["max_frames"] == T and meta["class_names"] == ckpt.class_names
+    assert meta["input_spec"] == ckpt.input_spec
+
     x, lengths = example_inputs(ckpt, batch=5, steps=T, seed=7)  # new batch size, new lengths
     lengths[1] = 1
     x[1, 1:] = 0
