@@ -7,7 +7,8 @@ already in memory, to show the data-loading overhead of the pipeline.
 Without a cache at --cache, the demo set is generated and preprocessed into a temporary folder first.
 Both variants run the same optimizer steps (app.train.train_step) on the same batches in the same
 order from the same initial weights; each is timed `--repeats` times, alternating, and the median
-is reported. The overhead is (loader epoch - in-memory epoch) / loader epoch. Timings on a shared
+is reported, after one untimed warm-up epoch of each (it starts the persistent DataLoader workers).
+The overhead is (loader epoch - in-memory epoch) / loader epoch. Timings on a shared
 machine are noisy: read the ratios, measured side by side in one run.
 """
 
@@ -41,11 +42,14 @@ def _epoch(model, batches, cfg, multi_label: bool) -> float:
     return time.perf_counter() - t0
 
 
-def bench(config: str, cache: str, repeats: int, workers: int | None) -> dict:
+def bench(config: str, cache: str, repeats: int, workers: int | None, max_clips: int) -> dict:
     cfg = load_config(config, [f"--data.cache={cache}"])
     if workers is not None:
         cfg = cfg.replace("data", workers=workers)
     data = build_datasets(cfg.data, seed=cfg.train.seed)
+    if max_clips and len(data.train) > max_clips:  # an evenly spaced share of the training split
+        step = len(data.train) // max_clips
+        data.train.entries = data.train.entries[::step][:max_clips]
     torch.manual_seed(cfg.train.seed)
     init = build_model(cfg, num_classes=len(data.class_names), input_spec=data.input_spec)
     state = {k: v.clone() for k, v in init.state_dict().items()}
@@ -53,6 +57,10 @@ def bench(config: str, cache: str, repeats: int, workers: int | None) -> dict:
     sampler.set_epoch(0)
     in_memory = [pad_collate([data.train[key] for key in keys]) for keys in sampler]  # same batches, same order
     loader_times, memory_times = [], []
+    for batches in (loader, in_memory):  # warm-up: start the (persistent) workers, touch the cache pages
+        sampler.set_epoch(0)
+        init.load_state_dict(state)
+        _epoch(init, batches, cfg, data.multi_label)
     for _ in range(repeats):
         for variant, times in (("loader", loader_times), ("memory", memory_times)):
             init.load_state_dict(state)
@@ -73,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default="cache/demo", help="demo cache (built in a temp folder if missing)")
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per variant (median reported)")
     p.add_argument("--workers", type=int, help="DataLoader workers (default: the config's)")
+    p.add_argument("--max-clips", type=int, default=5000, help="clips in the timed epoch (0: the whole split)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = p.parse_args(argv)
     if args.threads:
@@ -85,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         demo, cache = Path(tmp.name) / "demo", Path(tmp.name) / "cache"
         W, H = cfg.data.size
         print(f"no cache at {args.cache}: generating the demo set in {tmp.name}", flush=True)
-        assert app_main(["make-demo", "--out", str(demo), "--size", f"{W}x{H}"]) == 0
+        assert app_main(["make-demo", "--out", str(demo), "--size", f"{W}x{H}", "--train-scenes", "800"]) == 0
         assert app_main(["preprocess", "--dataset", "folder", "--root", str(demo), "--cache", str(cache),
                          "--fps", f"{cfg.data.fps:g}", "--size", f"{W}x{H}", "--workers", "2",
                          "--no-progress"]) == 0
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
           "loading overhead | clips/s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for config in args.configs:
-        r = bench(config, str(cache), args.repeats, args.workers)
+        r = bench(config, str(cache), args.repeats, args.workers, args.max_clips)
         print(f"| {r['model']} | {r['clips']} | {r['batches']} | {r['workers']} | {r['loader_s']:.2f} | "
               f"{r['memory_s']:.2f} | {100 * r['overhead']:.1f}% | {r['clips_per_s']:.0f} |", flush=True)
     if tmp is not None:

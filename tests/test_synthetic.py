@@ -20,7 +20,7 @@ def _texture(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
 
 
 def _scene(**kw) -> Scene:
-    base = dict(source="t", start=0, mirror=False, flip=False, reverse=False, channels=(0, 1, 2), gain=1.0,
+    base = dict(source="t", start=0, transpose=False, mirror=False, flip=False, reverse=False, channels=(0, 1, 2), gain=1.0,
                 width=60.0, center=(64.0, 48.0))
     return Scene(**{**base, **kw})
 
@@ -42,7 +42,7 @@ def test_pans_and_tilts_move_the_content_the_right_way(label, direction):
     path = camera_path(label, _scene(), (128, 96), cfg, np.random.default_rng(0))
     dx, dy = _mean_shift(render(footage, path, _scene(), cfg.size))
     # a camera turning left shows the scene drifting right in the frame, and so on; the travel is
-    # 0.4 of the frame's extent along the motion (phase correlation reads a bit low: blur, borders)
+    # 0.4 of the frame's width (pans) or height (tilts); phase correlation reads a bit low (blur, borders)
     for got, sign, extent in ((dx, direction[0], 64), (dy, direction[1], 48)):
         expected = sign * 0.4 * extent / (12 - 1)  # output pixels per frame
         if sign == 0:
