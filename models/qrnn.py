@@ -158,8 +158,11 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 class QRNN(nn.Module):
-    """Stacked, optionally bidirectional QRNN: batch-first (B, T, D) + lengths -> (B, T, H * dirs).
+    """Stacked, optionally bidirectional QRNN: batch-first (B, T, D) + lengths -> (B, T, out_size).
 
+    With `dense=True` (the paper's "densely connected" QRNN, its sentiment model), every layer reads
+    the concatenation of the input and all earlier layers' outputs, and the stack returns the
+    concatenation of the input and every layer's output: out_size = D + L * H * dirs (else H * dirs).
     Outputs beyond each length are zero.
     """
 
@@ -174,12 +177,21 @@ class QRNN(nn.Module):
         zoneout: float = 0.0,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        dense: bool = False,
     ) -> None:
         super().__init__()
         self.num_directions = 2 if bidirectional else 1
+        self.dense = dense
+        width = hidden_size * self.num_directions
+        self.out_size = input_size + num_layers * width if dense else width
+        # Which output channels come from a backward-in-time direction (their "last" step is step 0).
+        one_layer = torch.zeros(width, dtype=torch.bool)
+        one_layer[hidden_size:] = True
+        parts = [torch.zeros(input_size, dtype=torch.bool)] + [one_layer] * num_layers if dense else [one_layer]
+        self.register_buffer("backward_channels", torch.cat(parts), persistent=False)
         self.layers = nn.ModuleList()
         for i in range(num_layers):
-            d_in = input_size if i == 0 else hidden_size * self.num_directions
+            d_in = input_size + i * width if dense else (input_size if i == 0 else width)
             self.layers.append(
                 nn.ModuleList(
                     QRNNLayer(d_in, hidden_size, window=window, pooling=pooling, zoneout=zoneout)
@@ -192,15 +204,18 @@ class QRNN(nn.Module):
         B, T, D = x.shape
         lengths = torch.full((B,), T, dtype=torch.long, device=x.device) if lengths is None else lengths.to(x.device)
         mask = length_mask(lengths, T).t()[..., None].to(x.dtype)  # (T, B, 1)
-        h = x.transpose(0, 1)  # (T, B, D) time-major for the recurrence
+        h = x.transpose(0, 1) * mask  # (T, B, D) time-major for the recurrence
+        features = [h]  # dense: the input and every layer's output
         for i, directions in enumerate(self.layers):
             if i > 0:
-                h = self.dropout(h)
+                h = self.dropout(torch.cat(features, dim=-1) if self.dense else h)
             outs = [directions[0](h)]
             if self.num_directions == 2:
                 outs.append(reverse_padded(directions[1](reverse_padded(h, lengths)), lengths))
             h = torch.cat(outs, dim=-1) * mask  # (T, B, H*dirs), zero beyond each length
-        return h.transpose(0, 1)  # (B, T, H*dirs)
+            features.append(h)
+        out = torch.cat(features, dim=-1) if self.dense else h  # (T, B, out_size)
+        return out.transpose(0, 1)  # (B, T, out_size)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -217,7 +232,9 @@ class QRNNConfig:
     pooling: str = "fo"  # "f", "fo" or "ifo"
     zoneout: float = 0.0  # probability of keeping a unit's previous state (training)
     dropout: float = 0.0  # dropout between layers and before the classifier
+    input_dropout: float = 0.0  # dropout on the input features (training only)
     bidirectional: bool = False  # add a backward-in-time QRNN per layer (outputs concatenated)
+    dense: bool = False  # densely connected layers; the classifier also sees the input (see QRNN)
     pool: str = "mean"  # over time: "mean" of the true steps' outputs, or "last" true step
     classifier: str = "logistic"  # head on the pooled vector: "logistic" (linear) or "moe"
     num_mixtures: int = 2  # MoE experts when classifier = "moe"
@@ -242,11 +259,12 @@ class QRNNClassifier(nn.Module):
             zoneout=config.zoneout,
             dropout=config.dropout,
             bidirectional=config.bidirectional,
+            dense=config.dense,
         )
         self.dropout = nn.Dropout(config.dropout)
-        dirs = 2 if config.bidirectional else 1
+        self.input_dropout = nn.Dropout(config.input_dropout)
         self.classifier = make_classifier(
-            config.classifier, config.hidden_size * dirs, config.num_classes, config.num_mixtures, config.init_prior
+            config.classifier, self.qrnn.out_size, config.num_classes, config.num_mixtures, config.init_prior
         )
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -254,11 +272,10 @@ class QRNNClassifier(nn.Module):
         lengths = lengths.to(x.device).clamp(1, T)
         if self.config.l2_normalize:
             x = l2_normalize_frames(x) * D**0.5  # unit RMS per component: gates start in their working range
-        h = self.qrnn(x, lengths)  # (B, T, H*dirs), zero beyond each length
+        h = self.qrnn(self.input_dropout(x), lengths)  # (B, T, out_size), zero beyond each length
         if self.config.pool == "mean":
-            pooled = h.sum(dim=1) / lengths.to(h.dtype)[:, None]  # (B, H*dirs)
-        else:
-            H = self.config.hidden_size
-            last = h[torch.arange(B, device=h.device), lengths - 1]  # (B, H*dirs)
-            pooled = torch.cat([last[:, :H], h[:, 0, H:]], dim=-1) if self.config.bidirectional else last
+            pooled = h.sum(dim=1) / lengths.to(h.dtype)[:, None]  # (B, out_size)
+        else:  # the last true step; for backward-direction channels that is step 0
+            last = h[torch.arange(B, device=h.device), lengths - 1]  # (B, out_size)
+            pooled = torch.where(self.qrnn.backward_channels, h[:, 0], last)
         return self.classifier(self.dropout(pooled))  # (B, K)

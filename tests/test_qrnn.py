@@ -92,10 +92,10 @@ def test_reverse_padded_is_an_involution_within_lengths():
     torch.testing.assert_close(reverse_padded(r, lengths), x)
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_stack_ignores_padding(bidirectional):
+@pytest.mark.parametrize("bidirectional,dense", [(False, False), (True, False), (True, True)])
+def test_stack_ignores_padding(bidirectional, dense):
     torch.manual_seed(4)
-    qrnn = QRNN(6, 5, num_layers=2, window=2, bidirectional=bidirectional).eval()
+    qrnn = QRNN(6, 5, num_layers=2, window=2, bidirectional=bidirectional, dense=dense).eval()
     lengths = torch.tensor([7, 3, 5])
     x = torch.randn(3, 7, 6)
     noisy = x.clone()
@@ -110,10 +110,12 @@ def test_stack_ignores_padding(bidirectional):
     assert y[1, 3:].abs().max() == 0  # outputs beyond the length are zero
 
 
-@pytest.mark.parametrize("pool", ["mean", "last"])
-def test_classifier_pools_true_steps(pool):
+@pytest.mark.parametrize("pool,dense", [("mean", False), ("last", False), ("last", True)])
+def test_classifier_pools_true_steps(pool, dense):
     torch.manual_seed(5)
-    model = create_model("qrnn", num_classes=7, input_size=10, hidden_size=8, num_layers=2, pool=pool, bidirectional=True)
+    model = create_model(
+        "qrnn", num_classes=7, input_size=10, hidden_size=8, num_layers=2, pool=pool, bidirectional=True, dense=dense
+    )
     model.eval()
     x = torch.randn(2, 6, 10)
     lengths = torch.tensor([6, 2])
@@ -133,3 +135,16 @@ def test_video_level_input_is_a_gated_mlp():
     z, f, o = torch.tanh(g[:, :5]), torch.sigmoid(g[:, 5:10]), torch.sigmoid(g[:, 10:])
     want = model.classifier(o * (1 - f) * z)
     torch.testing.assert_close(model(x, torch.tensor([1, 1])), want)
+
+
+def test_dense_stack_concatenates_input_and_every_layer():
+    torch.manual_seed(7)
+    qrnn = QRNN(4, 3, num_layers=2, dense=True).eval()
+    x = torch.randn(2, 5, 4)
+    out = qrnn(x)
+    assert out.shape == (2, 5, 4 + 2 * 3) and qrnn.out_size == 10
+    torch.testing.assert_close(out[..., :4], x)
+    h1 = qrnn.layers[0][0](x.transpose(0, 1))
+    torch.testing.assert_close(out[..., 4:7], h1.transpose(0, 1))
+    h2 = qrnn.layers[1][0](torch.cat([x.transpose(0, 1), h1], dim=-1))
+    torch.testing.assert_close(out[..., 7:], h2.transpose(0, 1))
