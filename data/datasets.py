@@ -126,9 +126,12 @@ class CachedClips(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, Any, str]:
         i, epoch = key if isinstance(key, tuple) else (key, None)
         entry = self.entries[i]
-        frames = load_clip(self.cache_dir, entry)  # memory-mapped (T, H, W, 3)
         start, stop = self.window(i, epoch)
-        x = torch.from_numpy(np.array(frames[start:stop]))  # (T', H, W, 3) uint8, copied out of the map
+        if stop - start < entry.frames:  # a window: map the file, copy out only the window
+            frames = load_clip(self.cache_dir, entry)  # memory-mapped (T, H, W, 3)
+            x = torch.from_numpy(np.array(frames[start:stop]))  # (T', H, W, 3) uint8
+        else:  # the whole clip: one plain read is cheaper than mapping a small file
+            x = torch.from_numpy(load_clip(self.cache_dir, entry, mmap=False))  # (T, H, W, 3) uint8
         y = self.target(i)
         return x, (torch.from_numpy(y) if self.multi_label else torch.tensor(y)), entry.clip_id
 
