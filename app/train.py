@@ -214,7 +214,10 @@ def score(
     if dataset == "yt8m":
         from app.metrics.yt8m import evaluate
 
-        return {**out, **evaluate(scores, targets)}
+        # The starter's metrics take probabilities: PERR counts a hit only where the score is > 0,
+        # which for logits would mean p > 0.5. The ranking metrics do not change under the sigmoid.
+        probs = torch.sigmoid(torch.from_numpy(scores).double()).numpy()
+        return {**out, **evaluate(probs, targets)}
     from app.metrics.classification import classification_metrics
 
     if not len(scores):

@@ -195,3 +195,16 @@ def test_kaggle_csv_format(tmp_path):
     assert lines[0] == "VideoId,LabelConfidencePairs"
     assert lines[1] == "a,20 0.900000 30 0.500000 10 0.100000"
     assert len(lines) == 3
+
+
+def test_engine_scores_logits_as_probabilities():
+    """The training engine holds logits; PERR must see them as probabilities (all > 0)."""
+    from app.train import score
+
+    logits = np.array([[-3.0, -1.0, -5.0], [2.0, -4.0, -2.0]])  # every true label below p = 0.5 in row 0
+    labels = np.array([[0, 1, 0], [1, 0, 1]])
+    got = score(logits, labels, class_names=["a", "b", "c"], multi_label=True, dataset="yt8m")
+    probs = 1 / (1 + np.exp(-logits))
+    assert got["perr"] == pytest.approx(1.0)  # row 0's top 1 and row 1's top 2 are their labels (logits: 0.25)
+    assert got["perr"] == pytest.approx(perr(probs, labels))
+    assert got["gap"] == pytest.approx(gap(probs, labels))
