@@ -2,8 +2,10 @@
 
 - Resumable: a clip whose record matches its source (size and mtime), the settings and an intact
   array is skipped, so a killed run (even `kill -9`) is finished by running it again.
-- `workers` processes decode in parallel, one decoder thread and one reused scaler each; each worker
-  writes its clips itself, so arrays never travel between processes.
+- `workers` processes decode in parallel, one reused scaler each; each worker writes its clips
+  itself, so arrays never travel between processes. A worker is one core: it decodes with one FFmpeg
+  thread (`decoder_threads=1`), so N workers use N cores, the unit a cluster scheduler hands out
+  (`--cpus-per-task`). `decoder_threads=0` lets FFmpeg add frame threads (one process on many cores).
 - `shard=(i, n)` takes every n-th clip (by sorted clip id) starting at i: n jobs of a Slurm array fill
   one cache together, and a later run without a shard reuses all of it.
 """
@@ -58,6 +60,7 @@ class PreprocessConfig:
     fps: float  # sampling rate
     size: tuple[int, int]  # (width, height) of the cached frames
     workers: int = 1  # decoding processes; 1 decodes in this process
+    decoder_threads: int = 1  # FFmpeg threads per worker: 1 (a worker is one core) or 0 (FFmpeg's choice)
     shard: tuple[int, int] | None = None  # (i, n), 0 <= i < n: this run's share of the clips
     backend: str = "auto"  # decoder: auto (PyAV, OpenCV fallback), pyav, opencv
 
@@ -82,6 +85,14 @@ class Summary:
     seconds: float
     manifest: Path
     failures: Path
+
+
+def default_workers() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def shard_clips(clips: list[ClipInfo], shard: tuple[int, int] | None) -> list[ClipInfo]:
@@ -121,9 +132,7 @@ def run_preprocess(
     if on_plan is not None:
         on_plan(len(clips), len(results))
 
-    # One decoder thread per process when several processes share the cores; FFmpeg's choice otherwise.
-    threads = 1 if config.workers > 1 else 0
-    tasks = [_Task(clip, root, cache_dir, meta, config.backend, threads) for clip in todo]
+    tasks = [_Task(clip, root, cache_dir, meta, config.backend, config.decoder_threads) for clip in todo]
     for result in _run_tasks(tasks, config.workers):
         results[result.clip_id] = result
         if on_result is not None:
@@ -248,11 +257,21 @@ def _process(task: _Task) -> ClipResult:
     return ClipResult(clip.clip_id, "ok", entry.frames, entry=entry)
 
 
+def _file_size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:  # the worker reports the reason
+        return 0
+
+
 def _run_tasks(tasks: list[_Task], workers: int) -> Iterator[ClipResult]:
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             yield _process(task)
         return
+    # Largest files first (decode time grows with file size): a long clip left for the end would keep
+    # one worker busy while the others idle; this is the longest-processing-time-first rule.
+    tasks = sorted(tasks, key=lambda task: -_file_size(task.clip.path))
     context = multiprocessing.get_context(_START_METHOD)
     with concurrent.futures.ProcessPoolExecutor(
         min(workers, len(tasks)), mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)

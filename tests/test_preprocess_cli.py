@@ -137,10 +137,12 @@ def test_shards_fill_one_cache_that_a_full_run_reuses(dataset, reference, tmp_pa
     assert f"0 decoded, {GOOD} already cached, 1 failed" in capsys.readouterr().out
 
 
-def test_two_workers_give_the_same_arrays(dataset, reference, tmp_path):
+@pytest.mark.parametrize("workers, decoder_threads", [(2, 1), (1, 0)])
+def test_workers_and_decoder_threads_give_the_same_arrays(dataset, reference, tmp_path, workers, decoder_threads):
     config = PreprocessConfig(
-        dataset="folder", root=dataset, cache_dir=tmp_path / "cache", fps=24.0, size=(32, 24), workers=2
-    )
+        dataset="folder", root=dataset, cache_dir=tmp_path / "cache", fps=24.0, size=(32, 24),
+        workers=workers, decoder_threads=decoder_threads,
+    )  # fmt: skip
     summary = run_preprocess(config)
     assert (summary.ok, summary.skipped, summary.failed) == (GOOD, 0, 1)
     assert hashes(tmp_path / "cache") == hashes(reference[0])
@@ -152,6 +154,7 @@ def test_two_workers_give_the_same_arrays(dataset, reference, tmp_path):
         (["--size", "160by120"], "--size must look like"),
         (["--shard", "2/2"], "0 <= I < N"),
         (["--workers", "0"], "--workers"),
+        (["--decoder-threads", "-1"], "--decoder-threads"),
         (["--fps", "12"], "use another cache folder"),
     ],
 )

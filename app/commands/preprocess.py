@@ -20,7 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", required=True, help="cache folder (created if needed)")
     parser.add_argument("--fps", type=float, help="sampling rate (default: the dataset's, 24)")
     parser.add_argument("--size", help="frame size WIDTHxHEIGHT (default: the dataset's, e.g. 160x120)")
-    parser.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    parser.add_argument(
+        "--workers", type=int, help="decoding processes, one core each (default: the cores available)"
+    )
+    parser.add_argument(
+        "--decoder-threads", type=int, default=1,
+        help="FFmpeg threads per worker: 1 (default, a worker is one core) or 0 for FFmpeg's choice",
+    )  # fmt: skip
     parser.add_argument("--shard", help="I/N: process only shard I of N (0-based), by sorted clip id")
     parser.add_argument("--backend", default="auto", choices=("auto", "pyav", "opencv"), help="decoder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -50,10 +56,13 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from preprocessing.cache import CacheError
-    from preprocessing.job import PreprocessConfig, run_preprocess
+    from preprocessing.job import PreprocessConfig, default_workers, run_preprocess
 
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if args.decoder_threads < 0:
+        raise UsageError(f"--decoder-threads must be 0 (FFmpeg's choice) or more, got {args.decoder_threads}")
     if args.fps is not None and not args.fps > 0:
         raise UsageError(f"--fps must be positive, got {args.fps}")
     config = PreprocessConfig(
@@ -62,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache,
         fps=args.fps if args.fps is not None else default_fps(args.dataset),
         size=parse_size(args.size) if args.size else default_size(args.dataset),
-        workers=args.workers,
+        workers=workers,
+        decoder_threads=args.decoder_threads,
         shard=parse_shard(args.shard) if args.shard else None,
         backend=args.backend,
     )
