@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from app.config import DataConfig
-from preprocessing.cache import CacheEntry, CacheError, CacheIndex, load_clip, read_cache
+from preprocessing.cache import CacheEntry, CacheError, CacheIndex, load_clip, npy_path, read_array, read_cache
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class CachedClips(Dataset):
         self.max_frames = max_frames
         self.eval_crop = eval_crop
         self.seed = seed
+        self._paths: dict[str, Path] = {}  # entry.npy -> its checked path in the cache
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -127,11 +128,14 @@ class CachedClips(Dataset):
         i, epoch = key if isinstance(key, tuple) else (key, None)
         entry = self.entries[i]
         start, stop = self.window(i, epoch)
+        path = self._paths.get(entry.npy)
+        if path is None:  # checked once per clip (npy_path refuses names outside the cache)
+            path = self._paths[entry.npy] = npy_path(self.cache_dir, entry)
         if stop - start < entry.frames:  # a window: map the file, copy out only the window
-            frames = load_clip(self.cache_dir, entry)  # memory-mapped (T, H, W, 3)
+            frames = read_array(path, entry.shape)  # memory-mapped (T, H, W, 3)
             x = torch.from_numpy(np.array(frames[start:stop]))  # (T', H, W, 3) uint8
         else:  # the whole clip: one plain read is cheaper than mapping a small file
-            x = torch.from_numpy(load_clip(self.cache_dir, entry, mmap=False))  # (T, H, W, 3) uint8
+            x = torch.from_numpy(read_array(path, entry.shape, mmap=False))  # (T, H, W, 3) uint8
         y = self.target(i)
         return x, (torch.from_numpy(y) if self.multi_label else torch.tensor(y)), entry.clip_id
 

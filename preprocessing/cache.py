@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -192,14 +194,51 @@ def read_cache(cache_dir: str | os.PathLike, *, check_arrays: bool = True) -> Ca
 
 def load_clip(cache_dir: str | os.PathLike, entry: CacheEntry, *, mmap: bool = True) -> np.ndarray:
     """The uint8 (T, H, W, 3) frames of `entry`; memory-mapped read-only unless `mmap=False`."""
-    path = npy_path(cache_dir, entry)
+    return read_array(npy_path(cache_dir, entry), entry.shape, mmap=mmap)
+
+
+def read_array(path: str | os.PathLike, shape: tuple[int, ...], *, mmap: bool = True) -> np.ndarray:
+    """The uint8 array of `shape` in the .npy file at `path` (CacheError when it is not that).
+
+    Without mmap, a file laid out exactly as np.save writes such an array (checked byte for byte
+    against that header) is read in one call with no header parsing: np.load's header parse costs
+    as much as reading a small clip (about 40 us of 80 for a 8x24x32x3 clip). Anything else goes
+    through np.load, which also gives the error message.
+    """
+    if not mmap:
+        array = _read_exact_npy(path, tuple(shape))
+        if array is not None:
+            return array
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise CacheError(f"{path}: cannot read ({e})") from None
-    if array.shape != entry.shape or array.dtype != np.uint8:
-        raise CacheError(f"{path}: shape {array.shape} {array.dtype}, the record says {entry.shape} uint8")
+    if array.shape != tuple(shape) or array.dtype != np.uint8:
+        raise CacheError(f"{path}: shape {array.shape} {array.dtype}, the record says {tuple(shape)} uint8")
     return array
+
+
+@functools.lru_cache(maxsize=256)
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    """The header np.save writes for a C-ordered uint8 array of `shape`."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _read_exact_npy(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray | None:
+    header = _npy_header(shape)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != len(header) + math.prod(shape):
+                return None
+            raw = bytearray(size)  # writable, so torch.from_numpy takes it without a copy or a warning
+            if f.readinto(raw) != size or raw[: len(header)] != header:
+                return None
+    except OSError:
+        return None  # np.load reports it
+    return np.frombuffer(raw, np.uint8, offset=len(header)).reshape(shape)
 
 
 def npy_path(cache_dir: str | os.PathLike, entry: CacheEntry) -> Path:

@@ -11,6 +11,8 @@ from preprocessing.cache import (
     CacheMeta,
     array_sha256,
     load_clip,
+    npy_path,
+    read_array,
     npy_name,
     open_cache,
     read_cache,
@@ -151,3 +153,20 @@ def test_temporary_files_are_ignored(cache):
 def test_write_clip_checks_the_array(cache):
     with pytest.raises(AssertionError, match="uint8"):
         add_clip(cache, "c1", frames(1).astype(np.float32))
+
+
+def test_plain_read_equals_np_load_and_falls_back_on_other_layouts(cache):
+    a = frames(3, t=4)
+    entry = add_clip(cache, "c1", a)
+    path = npy_path(cache, entry)
+    fast = read_array(path, entry.shape, mmap=False)  # the header-matching path
+    np.testing.assert_array_equal(fast, np.load(path))
+    assert fast.flags.writeable and fast.dtype == np.uint8 and fast.shape == a.shape
+    np.save(path, np.asfortranarray(a))  # same pixels, another layout: np.load's path reads it
+    np.testing.assert_array_equal(read_array(path, entry.shape, mmap=False), a)
+    np.save(path, a.astype(np.int16))  # same shape, wrong dtype: refused by name
+    with pytest.raises(CacheError, match=r"c1.*int16, the record says \(4, 6, 8, 3\) uint8"):
+        read_array(path, entry.shape, mmap=False)
+    path.write_bytes(b"not an array")
+    with pytest.raises(CacheError, match="cannot read"):
+        read_array(path, entry.shape, mmap=False)
