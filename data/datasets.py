@@ -37,7 +37,14 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from app.config import DataConfig
-from preprocessing.cache import CacheEntry, CacheError, CacheIndex, load_clip, npy_path, read_array, read_cache
+from preprocessing.cache import (
+    CacheEntry,
+    CacheError,
+    CacheIndex,
+    npy_path,
+    read_array,
+    read_cache,
+)
 
 log = logging.getLogger(__name__)
 

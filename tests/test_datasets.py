@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_fixtures import write_fake_cache
 
 from app.config import DataConfig
 from data.datasets import (
@@ -20,8 +21,8 @@ from data.datasets import (
     group_folds,
     open_cache,
 )
-from preprocessing.cache import CacheMeta, open_cache as create_cache, write_clip, write_manifest
-from train_fixtures import write_fake_cache
+from preprocessing.cache import CacheMeta, write_clip, write_manifest
+from preprocessing.cache import open_cache as create_cache
 
 
 def test_authors_folds_match_their_code():

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from train_fixtures import write_config, write_fake_cache
 
 from app.__main__ import main
 from app.checkpoint import load_checkpoint
 from app.config import load_config
 from app.train import load_resume, train_experiment
-from train_fixtures import write_config, write_fake_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,4 +155,4 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path):
     ]
     assert rows("full") == rows("killed")
     log = (tmp_path / "runs" / "killed" / "log.txt").read_text()
-    assert f"resumed from" in log and f"epoch {killed_at[0]}, batch" in log
+    assert "resumed from" in log and f"epoch {killed_at[0]}, batch" in log

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_fixtures import IN_MODES, SIZE, write_fake_cache
 
 from app.config import load_config
 from app.train import build_model, train_experiment
-from train_fixtures import IN_MODES, SIZE, write_fake_cache
 
 CONFIGS = Path(__file__).resolve().parent.parent / "app" / "configs"
 DATASETS = {"ucf11": 11, "hollywood2": 12, "celebrities": 47}

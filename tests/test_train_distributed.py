@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import safetensors.torch
+from train_fixtures import write_config, write_fake_cache
 
 from app.checkpoint import load_checkpoint
-from train_fixtures import write_config, write_fake_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 
