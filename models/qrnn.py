@@ -108,11 +108,90 @@ def forget_mult_reference(f: torch.Tensor, u: torch.Tensor, c0: torch.Tensor | N
 # Layers
 
 
+class QRNNPool(torch.autograd.Function):
+    """The whole elementwise part of a QRNN layer in one autograd node: gate pre-activations
+    (T, B, G*H) -> hidden outputs (T, B, H), for f, fo and ifo pooling, with zoneout.
+
+    z = tanh, s = sigmoid of the F block, keep = (1 - s) * m (m: the zoneout mask or scale, else 1),
+    f = 1 - keep, u = keep * z (f, fo) or i * z (ifo), c_t = f_t c_{t-1} + u_t, h = c or o * c.
+    Written out (forward and backward by hand) because the composed version allocates a fresh
+    (T, B, H) tensor per elementwise op and per gradient: at T=300, B=64, H=1024 each is 78 MB, and
+    on CPU the first touch of fresh memory (page faults) cost more than the arithmetic.
+    """
+
+    @staticmethod
+    def forward(ctx, gates: torch.Tensor, c0: torch.Tensor, m: torch.Tensor | None, pooling: str) -> torch.Tensor:
+        H = c0.shape[-1]
+        act = torch.empty_like(gates)  # activations of every gate block, in the gates' layout
+        torch.tanh(gates[..., :H], out=act[..., :H])
+        torch.sigmoid(gates[..., H:], out=act[..., H:])
+        z, s = act[..., :H], act[..., H : 2 * H]
+        # f and c are walked step by step: time-major contiguous, whatever the gates' layout
+        T, B = gates.shape[:2]
+        f = torch.mul(s, -1.0, out=gates.new_empty(T, B, H)).add_(1.0)  # keep = 1 - s
+        if m is not None:
+            f.mul_(m)
+        c = torch.mul(f if pooling != "ifo" else act[..., 3 * H :], z, out=gates.new_empty(T, B, H))
+        f.neg_().add_(1.0)  # f = 1 - keep; c holds u = keep z (or i z): the recurrence runs in place
+        prev = c0
+        for t in range(c.shape[0]):
+            c[t].addcmul_(f[t], prev)
+            prev = c[t]
+        ctx.pooling = pooling
+        ctx.save_for_backward(act, f, c, c0, m)
+        return c.clone() if pooling == "f" else act[..., 2 * H : 3 * H] * c
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_h: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        act, f, c, c0, m = ctx.saved_tensors
+        pooling = ctx.pooling
+        T, H = c.shape[0], c.shape[-1]
+        z, s = act[..., :H], act[..., H : 2 * H]
+        grad = torch.empty_like(act)  # dL/d(pre-activations), same layout as the gates
+        dc = grad_h.new_empty(c.shape)  # dL/dc, time-major contiguous like c
+        if pooling == "f":
+            dc.copy_(grad_h)
+        else:
+            o = act[..., 2 * H : 3 * H]
+            torch.mul(grad_h, o, out=dc)  # dL/dc from the output
+            do = grad[..., 2 * H : 3 * H]
+            torch.mul(grad_h, c, out=do)
+            do.mul_(o).mul_(torch.rsub(o, 1.0))  # through the sigmoid
+        for t in range(T - 2, -1, -1):  # dc_t += f_{t+1} dc_{t+1}
+            dc[t].addcmul_(f[t + 1], dc[t + 1])
+        # du = dc; df_t = dc_t c_{t-1}
+        df = grad[..., H : 2 * H]  # built here, then turned into the F block's gradient
+        torch.mul(dc[1:], c[:-1], out=df[1:])
+        torch.mul(dc[0], c0, out=df[0])
+        dz = grad[..., :H]
+        if pooling == "ifo":
+            i = act[..., 3 * H :]
+            torch.mul(dc, i, out=dz)  # u = i z
+            di = grad[..., 3 * H :]
+            torch.mul(dc, z, out=di)
+            di.mul_(i).mul_(torch.rsub(i, 1.0))
+            df.neg_()  # d keep = -df (u does not depend on keep)
+        else:
+            keep = torch.rsub(f, 1.0)
+            torch.mul(dc, keep, out=dz)  # u = keep z
+            df.neg_().addcmul_(dc, z)  # d keep = du z - df
+        if m is not None:
+            df.mul_(m)  # keep = (1 - s) m
+        df.neg_().mul_(s).mul_(torch.rsub(s, 1.0))  # ds = -d keep m, through the sigmoid
+        dz.mul_(torch.rsub(z * z, 1.0))  # through the tanh
+        dc0 = f[0] * dc[0] if ctx.needs_input_grad[1] else None
+        return grad, dc0, None, None
+
+
 class QRNNLayer(nn.Module):
     """One QRNN layer over time-major input: (T, B, D) -> hidden outputs h (T, B, H).
 
-    All gates come from one matmul over the stacked causal window [x_{t-k+1}, ..., x_t] (zeros
-    before the start), i.e. a width-k causal Conv1d.
+    All gates come from a width-k causal convolution over time, [x_{t-k+1}, ..., x_t] (zeros before
+    the start). The weights live in `conv`, a Linear over the stacked window (G*H, k*D), oldest step
+    first; forward runs them as F.conv1d, which on CPU goes to oneDNN: measured here 1.8x (B=8) and
+    1.45x (B=64) faster than the same product through F.linear (MKL's GEMM on this AMD CPU).
+    The elementwise part runs in `QRNNPool`.
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, window: int = 1, pooling: str = "fo", zoneout: float = 0.0) -> None:
@@ -125,7 +204,37 @@ class QRNNLayer(nn.Module):
         self.num_gates = len(pooling) + 1  # Z plus one per letter: F, O, I
         self.conv = nn.Linear(window * input_size, self.num_gates * hidden_size)
 
+    def gates(self, x: torch.Tensor) -> torch.Tensor:
+        """Gate pre-activations (T, B, G*H) of time-major x (T, B, D)."""
+        T, B, D = x.shape
+        k = self.window
+        weight = self.conv.weight.view(-1, k, D).transpose(1, 2).contiguous()  # (G*H, D, k), for conv1d
+        # (contiguous: handed a strided weight, oneDNN reorders it in every call: 10% slower at k=2)
+        if k == 1:  # no window: all T*B positions form one long sequence (oneDNN is slow on T = 1)
+            out = F.conv1d(x.reshape(T * B, D).t()[None], weight, self.conv.bias)  # (1, G*H, T*B)
+            return out[0].t().view(T, B, -1)  # (T, B, G*H)
+        xs = x.permute(1, 2, 0)  # (B, D, T)
+        if k > 1:
+            xs = F.pad(xs, (k - 1, 0))  # causal: zeros before the start
+        return F.conv1d(xs, weight, self.conv.bias).permute(2, 0, 1)  # (T, B, G*H)
+
     def forward(self, x: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
+        T, B, _ = x.shape
+        H = self.hidden_size
+        gates = self.gates(x)
+        if c0 is None:
+            c0 = gates.new_zeros(B, H)
+        m = None  # zoneout: drop 1 - f with probability p in training, scale it by 1 - p in evaluation
+        if self.zoneout > 0:
+            m = (
+                torch.empty(T, B, H, dtype=gates.dtype, device=gates.device).bernoulli_(1.0 - self.zoneout)
+                if self.training
+                else gates.new_full((1, 1, 1), 1.0 - self.zoneout).expand(T, B, H)
+            )
+        return QRNNPool.apply(gates, c0, m, self.pooling)
+
+    def forward_reference(self, x: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
+        """The same layer composed of plain torch ops (autograd differentiates it): the reference."""
         T, B, D = x.shape
         H, k = self.hidden_size, self.window
         if k > 1:
@@ -140,9 +249,9 @@ class QRNNLayer(nn.Module):
                 keep = keep * torch.empty_like(keep).bernoulli_(1.0 - self.zoneout)
             else:
                 keep = keep * (1.0 - self.zoneout)
-            f = 1.0 - keep
+        f = 1.0 - keep
         u = torch.sigmoid(gates[..., 3 * H : 4 * H]) * z if self.pooling == "ifo" else keep * z
-        c = forget_mult(f, u, c0)  # (T, B, H)
+        c = forget_mult_reference(f, u, c0)  # (T, B, H)
         if self.pooling == "f":
             return c
         return torch.sigmoid(gates[..., 2 * H : 3 * H]) * c  # (T, B, H)

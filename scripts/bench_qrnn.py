@@ -4,9 +4,13 @@
     python -m scripts.bench_qrnn --repeats 5 --threads 2
 
 Forward + backward (sum of outputs as the loss) of
-1. one QRNN layer (fo-pooling, conv window 1 and 2) vs one `nn.LSTM` layer with the same hidden size,
-2. the recurrence c_t = f_t c_{t-1} + u_t: `ForgetMult` (hand-written backward) vs the plain loop
-   over `unbind(0)` differentiated by autograd, plus the largest gradient difference between them.
+1. one QRNN layer (fo-pooling, conv window 1 and 2; conv1d + the fused `QRNNPool`) vs one `nn.LSTM`
+   layer with the same hidden size, and the same QRNN layer composed of plain ops
+   (`forward_reference`: F.linear, autograd elementwise ops, the `unbind` loop) for reference,
+2. the recurrence c_t = f_t c_{t-1} + u_t alone: `ForgetMult` (hand-written backward) vs the plain
+   loop over `unbind(0)` differentiated by autograd, plus the largest gradient difference,
+3. the pooling step (gate activations, recurrence, output gate: everything after the convolution):
+   `QRNNPool` vs the same ops composed with the `unbind` loop.
 
 Runs alternate between the contenders and each reports its fastest repeat, so a busy machine slows
 both alike; read the RATIOS. Nothing here asserts a speed.
@@ -21,7 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from models.qrnn import QRNNLayer, forget_mult, forget_mult_reference
+from models.qrnn import QRNNLayer, QRNNPool, forget_mult, forget_mult_reference
 
 
 def _fwd_bwd(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -47,12 +51,24 @@ def _race(contenders: dict[str, Callable[[], None]], repeats: int) -> dict[str, 
     return best
 
 
+class _Composed(nn.Module):
+    """A QRNNLayer run through its plain-ops reference path."""
+
+    def __init__(self, layer: QRNNLayer) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer.forward_reference(x)
+
+
 def bench_layers(T: int, B: int, D: int, H: int, repeats: int) -> list[str]:
     torch.manual_seed(0)
     x = torch.randn(T, B, D, requires_grad=True)
     contenders = {
         "QRNN k=1": _fwd_bwd(QRNNLayer(D, H, window=1, pooling="fo"), x),
         "QRNN k=2": _fwd_bwd(QRNNLayer(D, H, window=2, pooling="fo"), x),
+        "QRNN k=1, composed ops": _fwd_bwd(_Composed(QRNNLayer(D, H, window=1, pooling="fo")), x),
         "nn.LSTM": _fwd_bwd(nn.LSTM(D, H), x),
     }
     best = _race(contenders, repeats)
@@ -87,6 +103,31 @@ def bench_recurrence(T: int, B: int, H: int, repeats: int) -> list[str]:
         for name, t in best.items()
     ]
     rows.append(f"| recurrence gradients | T={T} B={B} H={H} | max abs diff vs loop | {diff:.1e} | |")
+
+    gates = torch.randn(T, B, 3 * H, requires_grad=True)  # fo pooling: Z, F, O blocks
+    c0 = torch.zeros(B, H)
+
+    def composed(g: torch.Tensor) -> torch.Tensor:
+        z, f, o = torch.tanh(g[..., :H]), torch.sigmoid(g[..., H : 2 * H]), torch.sigmoid(g[..., 2 * H :])
+        return o * forget_mult_reference(f, (1 - f) * z, c0)
+
+    def pool(fn: Callable) -> Callable[[], None]:
+        def run() -> None:
+            gates.grad = None
+            fn(gates).backward(g)
+
+        return run
+
+    contenders = {"QRNNPool": pool(lambda a: QRNNPool.apply(a, c0, None, "fo")), "composed + unbind loop": pool(composed)}
+    best = _race(contenders, repeats)
+    diff = (
+        torch.autograd.grad(QRNNPool.apply(gates, c0, None, "fo"), gates, g)[0]
+        - torch.autograd.grad(composed(gates), gates, g)[0]
+    ).abs().max().item()
+    ref = best["composed + unbind loop"]
+    rows += [f"| pooling fwd+bwd (fo) | T={T} B={B} H={H} | {name} | {t * 1e3:.0f} ms | {ref / t:.2f}x |"
+             for name, t in best.items()]  # fmt: skip
+    rows.append(f"| pooling gradients | T={T} B={B} H={H} | max abs diff vs composed | {diff:.1e} | |")
     return rows
 
 

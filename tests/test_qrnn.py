@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from models import create_model
-from models.qrnn import QRNN, ForgetMult, QRNNLayer, forget_mult, forget_mult_reference, reverse_padded
+from models.qrnn import (
+    QRNN,
+    ForgetMult,
+    QRNNLayer,
+    QRNNPool,
+    forget_mult,
+    forget_mult_reference,
+    reverse_padded,
+)
 
 
 def test_forget_mult_matches_reference_loop():
@@ -66,6 +74,31 @@ def test_layer_matches_equations(pooling, window):
     layer = QRNNLayer(5, 4, window=window, pooling=pooling)
     x = torch.randn(7, 3, 5)
     torch.testing.assert_close(layer(x), _layer_reference(layer, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling,window,zoneout", [("f", 1, 0.0), ("fo", 2, 0.0), ("ifo", 3, 0.3), ("fo", 1, 0.4)])
+def test_fused_layer_matches_the_composed_reference(pooling, window, zoneout):
+    """conv1d + QRNNPool against the same layer written as plain autograd ops: outputs and every gradient."""
+    torch.manual_seed(8)
+    layer = QRNNLayer(5, 4, window=window, pooling=pooling, zoneout=zoneout).double().eval()
+    x = torch.randn(7, 3, 5, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    y, y_ref = layer(x, c0), layer.forward_reference(x, c0)
+    torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=0)
+    g = torch.randn_like(y)
+    inputs = (x, c0, layer.conv.weight, layer.conv.bias)
+    for a, b in zip(torch.autograd.grad(y, inputs, g), torch.autograd.grad(y_ref, inputs, g)):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("pooling", ["f", "fo", "ifo"])
+def test_qrnn_pool_gradcheck_with_a_zoneout_mask(pooling):
+    torch.manual_seed(9)
+    G = len(pooling) + 1
+    gates = torch.randn(6, 2, G * 3, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    mask = (torch.rand(6, 2, 3) > 0.3).double()
+    assert torch.autograd.gradcheck(lambda a, b: QRNNPool.apply(a, b, mask, pooling), (gates, c0))
 
 
 def test_zoneout_keeps_state_in_training_and_scales_in_eval():
