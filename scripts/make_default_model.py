@@ -7,13 +7,12 @@ Runs the documented pipeline on the camera-motion demo set (made from the bundle
     python -m app make-demo --out WORK/demo
     python -m app preprocess --dataset folder --root WORK/demo --cache WORK/cache --fps 24 --size 32x24
     python -m app train --config app/configs/demo_tt_gru.toml --data.root=WORK/demo --data.cache=WORK/cache \
-        --train.out_dir=WORK/runs --train.name=demo_tt_gru --model.hidden_modes=[4,4,2,2]
+        --train.out_dir=WORK/runs --train.name=demo_tt_gru
 
-then copies the best checkpoint (by validation score) to OUT. The hidden state is 4x4x2x2 = 64 units
-instead of the config's 256: the recurrent matrix dominates the size (256 units: 200k parameters,
-0.8 MB; 64 units: about 15k, under 100 KB) and the demo classes are easy. Everything is seeded
-(demo generator, training), but CPU training here is not bit-for-bit repeatable: two runs on the
-same machine picked different best epochs. The run folder and its log stay in WORK.
+then copies the best checkpoint (by validation score) to OUT: the config's model as it is (256
+hidden units, 200k parameters, 0.8 MB; with 64 units, 15k parameters, test accuracy fell from 0.98
+to 0.73). About 2.5 minutes on 2 cores. Everything is seeded (demo generator, training), but CPU
+training is not bit-for-bit repeatable across machines. The run folder and its log stay in WORK.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from app.__main__ import main as app_main
 from app.checkpoint import load_checkpoint, save_checkpoint
 
 CONFIG = "app/configs/demo_tt_gru.toml"
-HIDDEN_MODES = "[4,4,2,2]"
 
 
 def _step(argv: list[str]) -> None:
@@ -47,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     _step(["preprocess", "--dataset", "folder", "--root", str(work / "demo"), "--cache", str(work / "cache"),
            "--fps", "24", "--size", "32x24", "--workers", "2", "--no-progress"])
     _step(["train", "--config", CONFIG, f"--data.root={work / 'demo'}", f"--data.cache={work / 'cache'}",
-           f"--train.out_dir={work / 'runs'}", "--train.name=demo_tt_gru", f"--model.hidden_modes={HIDDEN_MODES}",
-           "--no-progress"])
+           f"--train.out_dir={work / 'runs'}", "--train.name=demo_tt_gru", "--no-progress"])
     best = load_checkpoint(work / "runs" / "demo_tt_gru")  # the run folder's best checkpoint
     weights = save_checkpoint(
         args.out, best.model, class_names=best.class_names, input_spec=best.input_spec,
