@@ -75,6 +75,9 @@ class TrainConfig:
     lr_decay_examples: int = 0  # examples between decays (0: constant lr)
     l2: float = 0.01  # L2 penalty l2 * sum(w^2) on the classifier weights only (Keras `l2(0.01)`)
     grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
+    # multi-label BCE: "mean" over batch and classes, or "sum_classes" (summed over classes, mean over
+    # the batch: the YouTube-8M starter's loss; with Adam it lets rare classes' weights learn faster)
+    loss: str = "mean"
     patience: int = 10  # epochs without a better validation score before stopping (0: never stop early)
     monitor: str = "auto"  # validation metric: "auto" (accuracy, or MAP when multi-label, GAP for yt8m), "loss", ...
     seed: int = 0  # seeds weights, dropout and data order (data order is a function of (seed, epoch))
@@ -256,6 +259,8 @@ def _check_choices(data: DataConfig, train: TrainConfig) -> None:
         raise UsageError("data.batch_size >= 1, eval_batch_size, workers and max_frames >= 0 please")
     if any(s < 1 for s in data.size):
         raise UsageError(f"data.size = {list(data.size)} must be positive [W, H]")
+    if train.loss not in ("mean", "sum_classes"):
+        raise UsageError(f"train.loss = {train.loss!r}; valid: mean, sum_classes")
     if train.device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"train.device = {train.device!r}; valid: auto, cpu, cuda")
     if train.epochs < 1 or train.lr <= 0:

@@ -120,12 +120,16 @@ def train_step(
     grad_clip: float,
     multi_label: bool,
     device: torch.device,
+    loss_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One optimizer step on a batch; returns (data loss, logits, targets on the device)."""
+    """One optimizer step on a batch; returns (data loss, logits, targets on the device).
+    The objective is `loss_scale * loss + l2 * sum(w^2)` (loss_scale = K sums a multi-label loss over classes)."""
     x, y = batch.x.to(device, non_blocking=True), batch.y.to(device, non_blocking=True)
     logits = model(x, batch.lengths)
     loss = loss_fn(logits, y, multi_label)
-    objective = loss + l2 * sum((w * w).sum() for w in l2_weights) if l2_weights else loss
+    objective = loss * loss_scale if loss_scale != 1.0 else loss
+    if l2_weights:
+        objective = objective + l2 * sum((w * w).sum() for w in l2_weights)
     optimizer.zero_grad(set_to_none=True)
     objective.backward()
     if grad_clip > 0:
@@ -359,6 +363,7 @@ def train_run(
         lambda step: lr_factor(step, batch_examples=batch_examples, decay=tc.lr_decay, every_examples=tc.lr_decay_examples),
     )
     l2_weights = classifier_weights(model) if tc.l2 > 0 else []
+    loss_scale = float(len(data.class_names)) if tc.loss == "sum_classes" and data.multi_label else 1.0
     metric_name, higher_better = monitored(cfg, data.multi_label)
     eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
     ckpt_dir = run_dir / "checkpoints"
@@ -422,7 +427,8 @@ def train_run(
             if batch is None:
                 break
             loss, logits, y = train_step(ddp_model, batch, optimizer, scheduler, l2=tc.l2, l2_weights=l2_weights,
-                                         grad_clip=tc.grad_clip, multi_label=data.multi_label, device=device)
+                                         grad_clip=tc.grad_clip, multi_label=data.multi_label, device=device,
+                                         loss_scale=loss_scale)
             n = len(batch.ids)
             st["sums"]["loss"] += loss.item() * n
             st["sums"]["seen"] += n

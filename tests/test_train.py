@@ -156,3 +156,26 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path):
     assert rows("full") == rows("killed")
     log = (tmp_path / "runs" / "killed" / "log.txt").read_text()
     assert "resumed from" in log and f"epoch {killed_at[0]}, batch" in log
+
+
+def test_sum_over_classes_scales_the_data_gradient_by_k():
+    """train.loss = "sum_classes" (the YouTube-8M starter's loss) is K times the mean's gradient."""
+    from app.train import train_step
+    from data.batch import Batch
+    from models import create_model
+
+    torch.manual_seed(0)
+    K = 5
+    batch = Batch(x=torch.randn(4, 1, 6), lengths=torch.ones(4, dtype=torch.long),
+                  y=(torch.rand(4, K) > 0.5).float(), ids=list("abcd"))  # fmt: skip
+    grads = []
+    for scale in (1.0, float(K)):
+        torch.manual_seed(1)
+        model = create_model("logistic", num_classes=K, input_size=6)  # the same weights both times
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: keep the weights, read the gradient
+        loss, _, _ = train_step(model, batch, opt, None, l2=0.0, l2_weights=[], grad_clip=0.0,
+                                multi_label=True, device=torch.device("cpu"), loss_scale=scale)  # fmt: skip
+        grads.append((loss.item(), model.classifier.weight.grad.clone()))
+    assert grads[0][0] == pytest.approx(grads[1][0])  # the reported loss stays the mean
+    torch.testing.assert_close(grads[1][1], K * grads[0][1])
+    assert grads[0][1].abs().sum() > 0
