@@ -137,6 +137,14 @@ class _TTRNNBase(nn.Module):
         raise NotImplementedError
 
 
+def _all_alive_steps(alive: torch.Tensor) -> int:
+    """How many leading steps every sequence is alive in (alive: (T, B, 1) bool). An exported graph
+    gets 0: there the lengths are inputs, so every step keeps its mask."""
+    if capturing_graph():
+        return 0
+    return int(alive.all(dim=2).all(dim=1).long().cumprod(0).sum())
+
+
 @register_model("tt_gru", TTGRUConfig)
 class TTGRU(_TTRNNBase):
     """TT-GRU classifier. Gate order z (update), r (reset), h (candidate), as Keras."""
@@ -156,19 +164,20 @@ class TTGRU(_TTRNNBase):
         # sliced once, not per step: each per-step slice would cost a full-size zero gradient
         U_zr, U_h = U[:, : 2 * H], U[:, 2 * H :]  # (H, 2H), (H, H)
         h = steps[0].new_zeros(steps[0].shape[0], H)  # (B, H)
-        for gx_t, alive_t in zip(steps, alive):
+        all_alive = _all_alive_steps(alive)  # steps where no sequence has ended: no masking needed
+        for t, (gx_t, alive_t) in enumerate(zip(steps, alive)):
             hd = h if rec_mask is None else h * rec_mask  # (B, H)
             if self.config.cell == "keras":
-                zr = torch.sigmoid(gx_t[:, : 2 * H] + hd @ U_zr)  # (B, 2H)
+                zr = torch.sigmoid(torch.addmm(gx_t[:, : 2 * H], hd, U_zr))  # (B, 2H)
                 z, r = zr[:, :H], zr[:, H:]
-                cand = torch.tanh(gx_t[:, 2 * H :] + (r * hd) @ U_h)  # reset BEFORE the matmul
+                cand = torch.tanh(torch.addmm(gx_t[:, 2 * H :], r * hd, U_h))  # reset BEFORE the matmul
             else:
                 gh = torch.addmm(self.recurrent_bias, hd, U)  # (B, 3H)
                 zr = torch.sigmoid(gx_t[:, : 2 * H] + gh[:, : 2 * H])
                 z, r = zr[:, :H], zr[:, H:]
                 cand = torch.tanh(gx_t[:, 2 * H :] + r * gh[:, 2 * H :])  # reset AFTER matmul
-            h_new = z * h + (1.0 - z) * cand
-            h = torch.where(alive_t, h_new, h)  # padded steps keep the state
+            h_new = torch.lerp(cand, h, z)  # z * h + (1 - z) * cand, one op
+            h = h_new if t < all_alive else torch.where(alive_t, h_new, h)  # padded steps keep the state
         return h
 
 
@@ -192,12 +201,16 @@ class TTLSTM(_TTRNNBase):
         U = self.recurrent_weight  # (H, 4H)
         h = steps[0].new_zeros(steps[0].shape[0], H)  # (B, H)
         c = torch.zeros_like(h)
-        for gx_t, alive_t in zip(steps, alive):
+        all_alive = _all_alive_steps(alive)
+        for t, (gx_t, alive_t) in enumerate(zip(steps, alive)):
             hd = h if rec_mask is None else h * rec_mask
-            a = gx_t + hd @ U  # (B, 4H)
+            a = torch.addmm(gx_t, hd, U)  # (B, 4H)
             i, f, o = torch.sigmoid(a[:, :H]), torch.sigmoid(a[:, H : 2 * H]), torch.sigmoid(a[:, 3 * H :])
             c_new = f * c + i * torch.tanh(a[:, 2 * H : 3 * H])
             h_new = o * torch.tanh(c_new)
-            c = torch.where(alive_t, c_new, c)
-            h = torch.where(alive_t, h_new, h)
+            if t < all_alive:
+                c, h = c_new, h_new
+            else:  # padded steps keep the state
+                c = torch.where(alive_t, c_new, c)
+                h = torch.where(alive_t, h_new, h)
         return h
