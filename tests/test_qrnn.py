@@ -76,12 +76,16 @@ def test_layer_matches_equations(pooling, window):
     torch.testing.assert_close(layer(x), _layer_reference(layer, x), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("pooling,window,zoneout", [("f", 1, 0.0), ("fo", 2, 0.0), ("ifo", 3, 0.3), ("fo", 1, 0.4)])
-def test_fused_layer_matches_the_composed_reference(pooling, window, zoneout):
-    """conv1d + QRNNPool against the same layer written as plain autograd ops: outputs and every gradient."""
+@pytest.mark.parametrize(
+    "pooling,window,zoneout,T",
+    [("f", 1, 0.0, 7), ("fo", 2, 0.0, 7), ("ifo", 3, 0.3, 7), ("fo", 1, 0.4, 7), ("fo", 1, 0.0, 1), ("fo", 3, 0.0, 1)],
+)
+def test_fused_layer_matches_the_composed_reference(pooling, window, zoneout, T):
+    """conv1d + QRNNPool against the same layer written as plain autograd ops: outputs and every gradient
+    (T = 1, video level, takes another conv1d path)."""
     torch.manual_seed(8)
     layer = QRNNLayer(5, 4, window=window, pooling=pooling, zoneout=zoneout).double().eval()
-    x = torch.randn(7, 3, 5, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(T, 3, 5, dtype=torch.float64, requires_grad=True)
     c0 = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     y, y_ref = layer(x, c0), layer.forward_reference(x, c0)
     torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=0)
