@@ -365,6 +365,7 @@ def train_run(
     l2_weights = classifier_weights(model) if tc.l2 > 0 else []
     loss_scale = float(len(data.class_names)) if tc.loss == "sum_classes" and data.multi_label else 1.0
     metric_name, higher_better = monitored(cfg, data.multi_label)
+    score_key = f"val_{metric_name}" if data.val is not None else "train_loss"  # what best_score holds
     eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
     ckpt_dir = run_dir / "checkpoints"
     resume_path = run_dir / "resume.pt"
@@ -466,7 +467,7 @@ def train_run(
             row.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
             current = val[metric_name]
         else:
-            current = -row["train_loss"] if higher_better else row["train_loss"]  # no val: keep the last
+            current = row["train_loss"]  # no validation split: every epoch "improves", the last is kept
         improved = st["best_score"] is None or (current > st["best_score"] if higher_better else current < st["best_score"])
         if data.val is None:
             improved = True
@@ -480,7 +481,7 @@ def train_run(
         say(" | ".join(f"{k} {_fmt(v)}" for k, v in row.items()) + (" *" if improved else ""))
         stop = st["epoch"] >= tc.epochs or bool(tc.patience and st["bad_epochs"] >= tc.patience)
         if main:
-            epoch_metrics = {"epoch": epoch + 1, f"val_{metric_name}": st["best_score"]}
+            epoch_metrics = {"epoch": epoch + 1, score_key: st["best_score"]}
             if improved:
                 save_ckpt("best", epoch_metrics)
             save_ckpt("last", {"epoch": epoch + 1})
@@ -500,7 +501,7 @@ def train_run(
     import safetensors.torch
 
     model.load_state_dict(safetensors.torch.load_file(str(ckpt_dir / "best.safetensors"), device=str(device)))
-    result: dict[str, Any] = {"best_epoch": st["best_epoch"], f"val_{metric_name}": st["best_score"]}
+    result: dict[str, Any] = {"best_epoch": st["best_epoch"], score_key: st["best_score"]}
     if data.test is not None:
         _, s, t = predict(model, data.test, batch_size=eval_bs, workers=cfg.data.workers, device=device,
                           dist_info=dist_info)
