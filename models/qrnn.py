@@ -11,10 +11,14 @@ the input, then runs only an elementwise recurrence ("pooling") over time:
 Zoneout on F keeps a unit's previous state: in training 1 - f is dropped (without rescaling) with
 probability p, in evaluation 1 - f is scaled by 1 - p (the expectation; pytorch-qrnn does the same).
 
-The recurrence c_t = f_t * c_{t-1} + u_t (u = (1 - f) z or i z) runs in `ForgetMult`, an autograd
-Function with a hand-written reverse-time backward; `forget_mult_reference` is the plain loop kept
-as the reference the tests compare against. Both are CPU/GPU agnostic torch code; there is no
-custom CUDA kernel (a compiled kernel would be faster on GPU but breaks across torch versions).
+A layer's gates come from one `F.conv1d` (oneDNN on CPU), and everything after it -- activations,
+the recurrence c_t = f_t * c_{t-1} + u_t (u = (1 - f) z or i z), the output gate -- runs in
+`QRNNPool`, one autograd Function with a hand-written reverse-time backward.
+`QRNNLayer.forward_reference` is the same layer in plain autograd ops with `forget_mult_reference`,
+the plain loop over time: the reference the tests compare against. `ForgetMult` / `forget_mult` is
+the bare recurrence as its own Function (for other cells; the benchmark times it against the loop).
+All of it is CPU/GPU agnostic torch code; there is no custom CUDA kernel (a compiled kernel would be
+faster on GPU but breaks across torch versions).
 
 `QRNNClassifier` (registry name "qrnn") classifies YouTube-8M features `(B, T, 1152)`: per-frame l2
 normalization (like the starter baselines) times sqrt(D) -- unit RMS per component; the bare
