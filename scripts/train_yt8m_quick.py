@@ -30,7 +30,8 @@ import torch
 
 from app.ensemble import ensemble_probs, load_ensemble
 from app.metrics.yt8m import YT8MEvaluator
-from app.train import classifier_weights, loss_fn, lr_factor
+from app.train import classifier_weights, lr_factor, train_step
+from data.batch import Batch
 from data.yt8m import NUM_CLASSES, list_shards, load_arrays, read_vocabulary
 from models import create_model
 
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda step: lr_factor(step, batch_examples=args.batch_size, decay=args.lr_decay, every_examples=args.lr_decay_examples),
     )
     l2_weights = classifier_weights(model) if args.l2 > 0 else []
+    loss_scale = float(NUM_CLASSES) if args.loss == "sum" else 1.0  # the engine's train.loss = "sum_classes"
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     rng = np.random.default_rng(args.seed)
     for epoch in range(1, args.epochs + 1):
@@ -126,16 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         t0, total = time.time(), 0.0
         for idx in np.array_split(rng.permutation(len(x)), max(1, len(x) // args.batch_size)):
             idx_t = torch.from_numpy(idx)
-            xb, yb = xt[idx_t][:, None], yt[idx_t].float()  # (B, 1, 1152), (B, K)
-            logits = model(xb, torch.ones(len(idx), dtype=torch.long))
-            loss = loss_fn(logits, yb, True) * (yb.shape[1] if args.loss == "sum" else 1)
-            objective = loss + args.l2 * sum((w * w).sum() for w in l2_weights) if l2_weights else loss
-            opt.zero_grad(set_to_none=True)
-            objective.backward()
-            if args.clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-            opt.step()
-            sched.step()
+            batch = Batch(x=xt[idx_t][:, None], lengths=torch.ones(len(idx), dtype=torch.long),
+                          y=yt[idx_t].float(), ids=[])  # (B, 1, 1152), (B, K); fmt: skip
+            loss, _, _ = train_step(model, batch, opt, sched, l2=args.l2, l2_weights=l2_weights,
+                                    grad_clip=args.clip, multi_label=True, device=torch.device("cpu"),
+                                    loss_scale=loss_scale)  # fmt: skip
             total += loss.item() * len(idx)
         line = f"epoch {epoch} loss {total / len(x):.6f} ({time.time() - t0:.1f}s)"
         if args.eval_every and (epoch % args.eval_every == 0 or epoch == args.epochs):
