@@ -466,10 +466,10 @@ def train_run(
             val = score(s, t, class_names=data.class_names, multi_label=data.multi_label, dataset=cfg.data.dataset)
             row.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
             current = val[metric_name]
+            best = st["best_score"]
+            improved = best is None or (current > best if higher_better else current < best)
         else:
             current = row["train_loss"]  # no validation split: every epoch "improves", the last is kept
-        improved = st["best_score"] is None or (current > st["best_score"] if higher_better else current < st["best_score"])
-        if data.val is None:
             improved = True
         if improved:
             st["best_score"], st["best_epoch"], st["bad_epochs"] = float(current), epoch + 1, 0
