@@ -50,6 +50,20 @@ POOLINGS = ("f", "fo", "ifo")
 # The recurrence c_t = f_t * c_{t-1} + u_t
 
 
+def _scan_(c: torch.Tensor, f: torch.Tensor, c0: torch.Tensor) -> None:
+    """In place over time-major (T, B, H): c_t = f_t * c_{t-1} + c_t, where c holds u on entry."""
+    prev = c0
+    for t in range(c.shape[0]):
+        c[t].addcmul_(f[t], prev)
+        prev = c[t]
+
+
+def _scan_back_(dc: torch.Tensor, f: torch.Tensor) -> None:
+    """In place, reverse time: dc_t += f_{t+1} * dc_{t+1} (gradients through the recurrence)."""
+    for t in range(dc.shape[0] - 2, -1, -1):
+        dc[t].addcmul_(f[t + 1], dc[t + 1])
+
+
 class ForgetMult(torch.autograd.Function):
     """c_t = f_t * c_{t-1} + u_t over time-major (T, B, H) tensors, with initial state c0 (B, H).
 
@@ -59,13 +73,9 @@ class ForgetMult(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, f: torch.Tensor, u: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
-        T = f.shape[0]
-        f, u = f.contiguous(), u.contiguous()
-        c = torch.empty_like(u)
-        prev = c0
-        for t in range(T):
-            torch.addcmul(u[t], f[t], prev, out=c[t])
-            prev = c[t]
+        f = f.contiguous()
+        c = u.contiguous().clone()
+        _scan_(c, f, c0)
         ctx.save_for_backward(f, c, c0)
         return c
 
@@ -73,12 +83,8 @@ class ForgetMult(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_c: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         f, c, c0 = ctx.saved_tensors
-        T = f.shape[0]
-        grad_c = grad_c.contiguous()
-        dc = torch.empty_like(grad_c)
-        dc[T - 1] = grad_c[T - 1]
-        for t in range(T - 2, -1, -1):
-            torch.addcmul(grad_c[t], f[t + 1], dc[t + 1], out=dc[t])
+        dc = grad_c.contiguous().clone()
+        _scan_back_(dc, f)
         df = du = dc0 = None
         if ctx.needs_input_grad[0]:
             df = torch.empty_like(dc)
@@ -137,10 +143,7 @@ class QRNNPool(torch.autograd.Function):
             f.mul_(m)
         c = torch.mul(f if pooling != "ifo" else act[..., 3 * H :], z, out=gates.new_empty(T, B, H))
         f.neg_().add_(1.0)  # f = 1 - keep; c holds u = keep z (or i z): the recurrence runs in place
-        prev = c0
-        for t in range(c.shape[0]):
-            c[t].addcmul_(f[t], prev)
-            prev = c[t]
+        _scan_(c, f, c0)
         ctx.pooling = pooling
         ctx.save_for_backward(act, f, c, c0, m)
         return c.clone() if pooling == "f" else act[..., 2 * H : 3 * H] * c
@@ -150,7 +153,7 @@ class QRNNPool(torch.autograd.Function):
     def backward(ctx, grad_h: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         act, f, c, c0, m = ctx.saved_tensors
         pooling = ctx.pooling
-        T, H = c.shape[0], c.shape[-1]
+        H = c.shape[-1]
         z, s = act[..., :H], act[..., H : 2 * H]
         grad = torch.empty_like(act)  # dL/d(pre-activations), same layout as the gates
         dc = grad_h.new_empty(c.shape)  # dL/dc, time-major contiguous like c
@@ -162,8 +165,7 @@ class QRNNPool(torch.autograd.Function):
             do = grad[..., 2 * H : 3 * H]
             torch.mul(grad_h, c, out=do)
             do.mul_(o).mul_(torch.rsub(o, 1.0))  # through the sigmoid
-        for t in range(T - 2, -1, -1):  # dc_t += f_{t+1} dc_{t+1}
-            dc[t].addcmul_(f[t + 1], dc[t + 1])
+        _scan_back_(dc, f)
         # du = dc; df_t = dc_t c_{t-1}
         df = grad[..., H : 2 * H]  # built here, then turned into the F block's gradient
         torch.mul(dc[1:], c[:-1], out=df[1:])
