@@ -15,8 +15,10 @@ The checkpoint's input spec picks the path:
 Decoded clips wait in a window of `window_batches * batch_size`; a full window is sorted by length
 and cut into batches, so clips of similar length share a batch and padding stays small. When a CPU
 core is left over for the main process (workers < cores) or `overlap=True`, it runs one batch of
-what is waiting whenever the decoders have nothing ready, so decoding and inference overlap. Models are padding-invariant in eval mode, so batching
-changes no prediction (tests check alone vs batched).
+what is waiting whenever the decoders have nothing ready, so decoding and inference overlap. Once no
+videos are left to hand out and a worker sits idle, everything waiting is classified on that core
+while the last videos decode, so only those remain for the end. Models are padding-invariant in
+eval mode, so batching changes no prediction (tests check alone vs batched).
 
 Every input yields a `Prediction`; a file that cannot be read yields one with `error` set and the
 run goes on. Library code: it logs, never prints.
@@ -235,7 +237,8 @@ def make_thumbnails(frames: np.ndarray, n: int, height: int) -> list[bytes]:
     T, H, W, _ = frames.shape
     if n <= 0 or T == 0:
         return []
-    picks = np.unique(np.linspace(0, T - 1, num=min(n, T)).round().astype(int))
+    # (not np.unique: its first call imports numpy.ma, ~20 ms in every fresh worker process)
+    picks = sorted(set(np.linspace(0, T - 1, num=min(n, T)).round().astype(int).tolist()))
     out = []
     for t in picks:
         img = frames[t][:, :, ::-1]  # RGB -> BGR for OpenCV
@@ -277,6 +280,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 _IDLE = None  # yielded by the decoding stream when no video is ready yet
+_SPARE = "spare"  # ... and, besides, a worker sits idle (no videos left to hand out): a core is free
 
 
 def _iter_decoded(
@@ -286,7 +290,8 @@ def _iter_decoded(
     max_inflight: int,
 ) -> Iterator[_Decoded | None]:
     """Decode `jobs` [(index, path)] and yield results as they finish (not in order), and `_IDLE`
-    whenever nothing is ready (so the consumer can run the model instead of waiting).
+    whenever nothing is ready (so the consumer can run the model instead of waiting), `_SPARE` when
+    moreover a worker has nothing left to do (so the consumer can use its core).
 
     With workers > 0 a process pool decodes up to `max_inflight` videos ahead of the consumer,
     so decoding overlaps whatever the consumer does between `next()` calls (batched inference).
@@ -316,7 +321,8 @@ def _iter_decoded(
                     running[pool.submit(_decode_video_job, index, path, **job_args)] = index
                 done, _ = cf.wait(running, timeout=0, return_when=cf.FIRST_COMPLETED)
                 if not done:
-                    yield _IDLE  # nothing ready: the consumer may work before we block
+                    # nothing ready: the consumer may work before we block
+                    yield _SPARE if not todo and len(running) < workers else _IDLE
                     done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     index = running.pop(fut)
@@ -425,13 +431,17 @@ class Classifier:
         if overlap is None:  # with every core decoding, small batches would only add CPU work
             overlap = self.options.workers < (os.cpu_count() or 1)
         for ready in self._iter_ready(items):
-            if ready is _IDLE and not overlap:
+            if ready is _SPARE and pending:
+                # The last videos are decoding and a core is free: classify all that is waiting now,
+                # in full batches, instead of after the slowest video (the tail of every run).
+                yield from self._predict_window(pending)
+                pending = []
                 continue
-            if ready is _IDLE:
-                # The decoders have nothing ready: use the wait to run one batch of what is pending.
-                # Decode-bound runs thus overlap decoding and inference; model-bound runs never
-                # idle, so their window fills and is bucketed by length.
-                if pending:
+            if ready is _IDLE or ready is _SPARE:
+                # The decoders have nothing ready: with a core to spare, use the wait to run one batch
+                # of what is pending. Decode-bound runs thus overlap decoding and inference;
+                # model-bound runs never idle, so their window fills and is bucketed by length.
+                if overlap and pending:
                     pending.sort(key=lambda r: r.x.shape[0])
                     batch, pending = pending[: self.options.batch_size], pending[self.options.batch_size :]
                     yield from self._predict_window(batch)
@@ -503,8 +513,8 @@ class Classifier:
         )
         max_inflight = max(2 * o.workers, o.workers + o.batch_size)
         for d in _iter_decoded(videos, job_args, o.workers, max_inflight):
-            if d is _IDLE:
-                yield _IDLE
+            if d is _IDLE or d is _SPARE:
+                yield d
                 continue
             path = paths[d.index]
             if d.error is not None:

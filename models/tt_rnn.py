@@ -7,7 +7,8 @@ trick (3,232 / 3,360 input-to-hidden parameters on UCF11 instead of 44,236,800);
 gives one TT layer per gate (the paper's "vanilla" TT-RNN, 4x the parameters for the LSTM).
 
 Speed: the TT map does not depend on the recurrence, so it runs once on all valid frames of the
-batch (padded frames are skipped), then a cheap loop over time does the recurrent part.
+batch (padded frames are skipped), then a cheap loop over time does the recurrent part, on the clips
+still running at each step only (the batch shrinks as clips end; no masking).
 
 Model: uint8 pixels (B, T, H, W, 3) or (B, T, H*W*3) and lengths (B,) -> x / 255 - 0.5 (inside the
 TT layer's chunked first contraction) -> TT map -> GRU/LSTM over time -> hidden state at each clip's
@@ -126,23 +127,62 @@ class _TTRNNBase(nn.Module):
         rec_mask = None
         if self.training and self.config.recurrent_dropout > 0:
             rec_mask = gal_mask((B, self.hidden_size), self.config.recurrent_dropout, gx)  # (B, H)
-        # unbind (not gx[:, t]) so that backward stacks the step gradients once instead of
-        # scattering each into a full-size zero tensor
-        steps = gx.unbind(1)  # Tv x (B, G*H)
-        alive = (torch.arange(Tv, device=x.device)[:, None] < lengths[None, :]).unsqueeze(-1)  # (Tv, B, 1)
-        h = self._run(steps, alive, rec_mask)  # (B, H): state after each clip's last valid step
+        if capturing_graph():
+            h = self._masked_loop(gx, lengths, rec_mask)
+        else:
+            h = self._shrinking_loop(gx, lengths, rec_mask)
         return self.classifier(h)  # (B, K)
 
-    def _run(self, steps, alive, rec_mask) -> torch.Tensor:
+    def _shrinking_loop(self, gx: torch.Tensor, lengths: torch.Tensor, rec_mask: torch.Tensor | None) -> torch.Tensor:
+        """The recurrence over clips sorted longest first: at step t only the clips still running
+        are computed, so the batch shrinks as clips end (what `pack_padded_sequence` does for
+        nn.GRU). No masking, and the small per-step matmuls get cheaper as rows leave.
+        gx (B, Tv, G*H) -> (B, H) state after each clip's last valid step, in input order."""
+        B = gx.shape[0]
+        order = torch.argsort(lengths, descending=True, stable=True)  # (B,)
+        ends = lengths.index_select(0, order).tolist()  # non-increasing
+        gx = gx.index_select(0, order)
+        mask = None if rec_mask is None else rec_mask.index_select(0, order)  # each clip keeps its mask
+        state, weights = self._zero_state(gx), self._step_weights()
+        finished = []  # final states of the clips that ended, shortest last
+        n = B
+        # unbind (not gx[:, t]) so that backward stacks the step gradients once instead of
+        # scattering each into a full-size zero tensor
+        for t, gx_t in enumerate(gx.unbind(1)):  # Tv x (B, G*H)
+            if ends[n - 1] <= t:  # some clips ended before step t: keep their state, drop their rows
+                while ends[n - 1] <= t:
+                    n -= 1
+                finished.append(state[0][n:])
+                state = tuple(s[:n] for s in state)
+                mask = None if mask is None else mask[:n]
+            state = self._cell(gx_t if n == B else gx_t[:n], state, mask, weights)
+        finished.append(state[0])
+        h_sorted = torch.cat(finished[::-1])  # (B, H) in `order`
+        return h_sorted.index_select(0, torch.argsort(order))  # (B, H) in input order
+
+    def _masked_loop(self, gx: torch.Tensor, lengths: torch.Tensor, rec_mask: torch.Tensor | None) -> torch.Tensor:
+        """The same recurrence with static shapes for graph capture: all T steps for every clip,
+        padded steps keep the state (`torch.where`), since which rows run depends on `lengths`."""
+        T = gx.shape[1]
+        alive = (torch.arange(T, device=gx.device)[:, None] < lengths[None, :]).unsqueeze(-1)  # (T, B, 1)
+        state, weights = self._zero_state(gx), self._step_weights()
+        for gx_t, alive_t in zip(gx.unbind(1), alive):
+            new = self._cell(gx_t, state, rec_mask, weights)
+            state = tuple(torch.where(alive_t, a, b) for a, b in zip(new, state))
+        return state[0]
+
+    def _zero_state(self, gx: torch.Tensor) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
 
+    def _step_weights(self) -> tuple[torch.Tensor, ...]:
+        """The recurrent weights as `_cell` takes them, sliced once per forward, not per step (each
+        per-step slice would cost a full-size zero gradient in backward)."""
+        raise NotImplementedError
 
-def _all_alive_steps(alive: torch.Tensor) -> int:
-    """How many leading steps every sequence is alive in (alive: (T, B, 1) bool). An exported graph
-    gets 0: there the lengths are inputs, so every step keeps its mask."""
-    if capturing_graph():
-        return 0
-    return int(alive.all(dim=2).all(dim=1).long().cumprod(0).sum())
+    def _cell(self, gx_t: torch.Tensor, state: tuple[torch.Tensor, ...], rec_mask: torch.Tensor | None,
+              weights: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """One step: gate inputs gx_t (n, G*H) and the state of n clips -> their next state."""
+        raise NotImplementedError
 
 
 @register_model("tt_gru", TTGRUConfig)
@@ -158,27 +198,29 @@ class TTGRU(_TTRNNBase):
         H = self.hidden_size
         self.recurrent_bias = nn.Parameter(torch.zeros(3 * H)) if config.cell == "cudnn" else None
 
-    def _run(self, steps, alive, rec_mask) -> torch.Tensor:
+    def _zero_state(self, gx: torch.Tensor) -> tuple[torch.Tensor]:
+        return (gx.new_zeros(gx.shape[0], self.hidden_size),)  # (h,)
+
+    def _step_weights(self):
+        U, H = self.recurrent_weight, self.hidden_size  # (H, 3H)
+        return (U[:, : 2 * H], U[:, 2 * H :]) if self.config.cell == "keras" else (U,)
+
+    def _cell(self, gx_t, state, rec_mask, weights):
+        (h,) = state  # (n, H)
         H = self.hidden_size
-        U = self.recurrent_weight  # (H, 3H)
-        # sliced once, not per step: each per-step slice would cost a full-size zero gradient
-        U_zr, U_h = U[:, : 2 * H], U[:, 2 * H :]  # (H, 2H), (H, H)
-        h = steps[0].new_zeros(steps[0].shape[0], H)  # (B, H)
-        all_alive = _all_alive_steps(alive)  # steps where no sequence has ended: no masking needed
-        for t, (gx_t, alive_t) in enumerate(zip(steps, alive)):
-            hd = h if rec_mask is None else h * rec_mask  # (B, H)
-            if self.config.cell == "keras":
-                zr = torch.sigmoid(torch.addmm(gx_t[:, : 2 * H], hd, U_zr))  # (B, 2H)
-                z, r = zr[:, :H], zr[:, H:]
-                cand = torch.tanh(torch.addmm(gx_t[:, 2 * H :], r * hd, U_h))  # reset BEFORE the matmul
-            else:
-                gh = torch.addmm(self.recurrent_bias, hd, U)  # (B, 3H)
-                zr = torch.sigmoid(gx_t[:, : 2 * H] + gh[:, : 2 * H])
-                z, r = zr[:, :H], zr[:, H:]
-                cand = torch.tanh(gx_t[:, 2 * H :] + r * gh[:, 2 * H :])  # reset AFTER matmul
-            h_new = torch.lerp(cand, h, z)  # z * h + (1 - z) * cand, one op
-            h = h_new if t < all_alive else torch.where(alive_t, h_new, h)  # padded steps keep the state
-        return h
+        hd = h if rec_mask is None else h * rec_mask  # (n, H)
+        if self.config.cell == "keras":
+            U_zr, U_h = weights  # (H, 2H), (H, H)
+            zr = torch.sigmoid(torch.addmm(gx_t[:, : 2 * H], hd, U_zr))  # (n, 2H)
+            z, r = zr[:, :H], zr[:, H:]
+            cand = torch.tanh(torch.addmm(gx_t[:, 2 * H :], r * hd, U_h))  # reset BEFORE the matmul
+        else:
+            (U,) = weights  # (H, 3H)
+            gh = torch.addmm(self.recurrent_bias, hd, U)  # (n, 3H)
+            zr = torch.sigmoid(gx_t[:, : 2 * H] + gh[:, : 2 * H])
+            z, r = zr[:, :H], zr[:, H:]
+            cand = torch.tanh(gx_t[:, 2 * H :] + r * gh[:, 2 * H :])  # reset AFTER matmul
+        return (torch.lerp(cand, h, z),)  # z * h + (1 - z) * cand, one op
 
 
 @register_model("tt_lstm", TTLSTMConfig)
@@ -196,21 +238,18 @@ class TTLSTM(_TTRNNBase):
             else:
                 self.input_maps[0].bias[H : 2 * H].fill_(1.0)
 
-    def _run(self, steps, alive, rec_mask) -> torch.Tensor:
+    def _zero_state(self, gx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = gx.new_zeros(gx.shape[0], self.hidden_size)
+        return h, torch.zeros_like(h)  # (h, c)
+
+    def _step_weights(self):
+        return (self.recurrent_weight,)  # (H, 4H)
+
+    def _cell(self, gx_t, state, rec_mask, weights):
+        h, c = state  # (n, H) each
         H = self.hidden_size
-        U = self.recurrent_weight  # (H, 4H)
-        h = steps[0].new_zeros(steps[0].shape[0], H)  # (B, H)
-        c = torch.zeros_like(h)
-        all_alive = _all_alive_steps(alive)
-        for t, (gx_t, alive_t) in enumerate(zip(steps, alive)):
-            hd = h if rec_mask is None else h * rec_mask
-            a = torch.addmm(gx_t, hd, U)  # (B, 4H)
-            i, f, o = torch.sigmoid(a[:, :H]), torch.sigmoid(a[:, H : 2 * H]), torch.sigmoid(a[:, 3 * H :])
-            c_new = f * c + i * torch.tanh(a[:, 2 * H : 3 * H])
-            h_new = o * torch.tanh(c_new)
-            if t < all_alive:
-                c, h = c_new, h_new
-            else:  # padded steps keep the state
-                c = torch.where(alive_t, c_new, c)
-                h = torch.where(alive_t, h_new, h)
-        return h
+        hd = h if rec_mask is None else h * rec_mask
+        a = torch.addmm(gx_t, hd, weights[0])  # (n, 4H)
+        i, f, o = torch.sigmoid(a[:, :H]), torch.sigmoid(a[:, H : 2 * H]), torch.sigmoid(a[:, 3 * H :])
+        c = f * c + i * torch.tanh(a[:, 2 * H : 3 * H])
+        return o * torch.tanh(c), c

@@ -17,7 +17,7 @@ TINY = dict(in_modes=(2, 4, 3, 3), hidden_modes=(2, 2, 2, 1), ranks=(1, 2, 3, 2,
 def _inputs(seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (3, 6, 72), dtype=torch.uint8, generator=g)
-    return x, torch.tensor([6, 3, 1])
+    return x, torch.tensor([3, 6, 1])  # not sorted: the model sorts clips by length inside
 
 
 def _randomize(model):
@@ -111,6 +111,30 @@ def test_tt_lstm_equals_torch_lstmcell():
     x, lengths = _inputs()
     with torch.no_grad():
         torch.testing.assert_close(model(x, lengths), _reference_run(model, x, lengths, step))
+
+
+@pytest.mark.parametrize("name,cell", [("tt_gru", "keras"), ("tt_gru", "cudnn"), ("tt_lstm", None)])
+def test_shrinking_batch_equals_the_masked_loop_with_gradients(name, cell):
+    """The recurrence computes only the clips still running at each step (the batch shrinks as clips
+    end); the static-shape loop used for export runs every step with masks. Same states, same
+    gradients, including the recurrent dropout mask each clip keeps."""
+    kw = {} if cell is None else {"cell": cell}
+    model = _randomize(create_model(name, **kw, **TINY)).double()
+    H, G = model.hidden_size, model.num_gates
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.tensor([4, 7, 1, 7, 2])  # unsorted, with a tie
+    gx = torch.randn(5, 7, G * H, dtype=torch.float64, generator=g, requires_grad=True)
+    mask = (torch.rand(5, H, generator=g, dtype=torch.float64) > 0.3).double() / 0.7
+    out = {}
+    for loop in ("_shrinking_loop", "_masked_loop"):
+        model.zero_grad()
+        gx.grad = None
+        h = getattr(model, loop)(gx, lengths, mask)
+        (h * torch.linspace(-1, 1, H, dtype=torch.float64)).sum().backward()
+        out[loop] = (h.detach(), gx.grad.clone(), model.recurrent_weight.grad.clone())
+    for a, b in zip(out["_shrinking_loop"], out["_masked_loop"]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert out["_shrinking_loop"][1][2, 1:].abs().max() == 0  # steps after a clip's end get no gradient
 
 
 def test_fused_gate_layout_and_init():
