@@ -50,18 +50,24 @@ POOLINGS = ("f", "fo", "ifo")
 # The recurrence c_t = f_t * c_{t-1} + u_t
 
 
-def _scan_(c: torch.Tensor, f: torch.Tensor, c0: torch.Tensor) -> None:
-    """In place over time-major (T, B, H): c_t = f_t * c_{t-1} + c_t, where c holds u on entry."""
+def _scan(u: torch.Tensor, f: torch.Tensor, c0: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Over time-major (T, B, H): out_t = f_t * out_{t-1} + u_t, out_{-1} = c0. One op per step;
+    `out` may be `u` itself (in place)."""
     prev = c0
-    for t in range(c.shape[0]):
-        c[t].addcmul_(f[t], prev)
-        prev = c[t]
+    for t in range(u.shape[0]):
+        prev = torch.addcmul(u[t], f[t], prev, out=out[t])
+    return out
 
 
-def _scan_back_(dc: torch.Tensor, f: torch.Tensor) -> None:
-    """In place, reverse time: dc_t += f_{t+1} * dc_{t+1} (gradients through the recurrence)."""
-    for t in range(dc.shape[0] - 2, -1, -1):
-        dc[t].addcmul_(f[t + 1], dc[t + 1])
+def _scan_back(g: torch.Tensor, f: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Reverse time: out_t = g_t + f_{t+1} * out_{t+1} (gradients through the recurrence); `out`
+    may be `g` itself (in place)."""
+    T = g.shape[0]
+    if out is not g:
+        out[T - 1].copy_(g[T - 1])
+    for t in range(T - 2, -1, -1):
+        torch.addcmul(g[t], f[t + 1], out[t + 1], out=out[t])
+    return out
 
 
 class ForgetMult(torch.autograd.Function):
@@ -74,8 +80,7 @@ class ForgetMult(torch.autograd.Function):
     @staticmethod
     def forward(ctx, f: torch.Tensor, u: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
         f = f.contiguous()
-        c = u.contiguous().clone()
-        _scan_(c, f, c0)
+        c = _scan(u, f, c0, out=u.new_empty(u.shape))  # written once: no copy of u first
         ctx.save_for_backward(f, c, c0)
         return c
 
@@ -83,8 +88,7 @@ class ForgetMult(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_c: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         f, c, c0 = ctx.saved_tensors
-        dc = grad_c.contiguous().clone()
-        _scan_back_(dc, f)
+        dc = _scan_back(grad_c, f, out=grad_c.new_empty(grad_c.shape))
         df = du = dc0 = None
         if ctx.needs_input_grad[0]:
             df = torch.empty_like(dc)
@@ -143,7 +147,7 @@ class QRNNPool(torch.autograd.Function):
             f.mul_(m)
         c = torch.mul(f if pooling != "ifo" else act[..., 3 * H :], z, out=gates.new_empty(T, B, H))
         f.neg_().add_(1.0)  # f = 1 - keep; c holds u = keep z (or i z): the recurrence runs in place
-        _scan_(c, f, c0)
+        _scan(c, f, c0, out=c)
         ctx.pooling = pooling
         ctx.save_for_backward(act, f, c, c0, m)
         return c.clone() if pooling == "f" else act[..., 2 * H : 3 * H] * c
@@ -165,7 +169,7 @@ class QRNNPool(torch.autograd.Function):
             do = grad[..., 2 * H : 3 * H]
             torch.mul(grad_h, c, out=do)
             do.mul_(o).mul_(torch.rsub(o, 1.0))  # through the sigmoid
-        _scan_back_(dc, f)
+        _scan_back(dc, f, out=dc)
         # du = dc; df_t = dc_t c_{t-1}
         df = grad[..., H : 2 * H]  # built here, then turned into the F block's gradient
         torch.mul(dc[1:], c[:-1], out=df[1:])

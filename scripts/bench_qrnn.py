@@ -2,6 +2,7 @@
 
     python -m scripts.bench_qrnn                 # the sizes: T=300, D=1152, H=1024, B=64 and 8
     python -m scripts.bench_qrnn --repeats 5 --threads 2
+    THP_MEM_ALLOC_ENABLE=1 python -m scripts.bench_qrnn   # torch's allocator backs large tensors with huge pages
 
 Forward + backward (sum of outputs as the loss) of
 1. one QRNN layer (fo-pooling, conv window 1 and 2; conv1d + the fused `QRNNPool`) vs one `nn.LSTM`
@@ -19,6 +20,7 @@ both alike; read the RATIOS. Nothing here asserts a speed.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -142,14 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeats}")
+    thp = os.environ.get("THP_MEM_ALLOC_ENABLE", "0")  # torch's CPU allocator: huge pages for >= 2 MB
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeats}, "
+          f"THP_MEM_ALLOC_ENABLE={thp}")
     print("| what | size | contender | time | speedup vs LSTM / loop |")
     print("|---|---|---|---|---|")
     for B in args.batches:
         for row in bench_layers(args.T, B, args.D, args.H, args.repeats):
             print(row, flush=True)
-    for row in bench_recurrence(args.T, max(args.batches), args.H, args.repeats):
-        print(row, flush=True)
+    for B in args.batches:
+        for row in bench_recurrence(args.T, B, args.H, args.repeats):
+            print(row, flush=True)
     return 0
 
 
