@@ -23,6 +23,7 @@ from typing import Any
 
 import safetensors
 import safetensors.torch
+import torch
 from torch import nn
 
 from app.fileio import atomic_path, write_json
@@ -130,7 +131,9 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
     _check_meta(meta, js)
     weights = js.parent / Path(meta.get("weights", js.with_suffix(".safetensors").name)).name
     try:
-        model = create_model(meta["model_name"], **meta["model_config"])
+        # on the meta device: no memory and no random init for weights that are about to be replaced
+        with torch.device("meta"):
+            model = create_model(meta["model_name"], **meta["model_config"])
     except (KeyError, TypeError, ValueError, AssertionError, RuntimeError, MemoryError, OverflowError) as e:
         raise CheckpointError(f"{js}: cannot rebuild model ({e})") from None
     num_classes = getattr(model.config, "num_classes", len(meta["class_names"]))
@@ -148,7 +151,21 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
             f"{weights}: not the weights its sidecar {js.name} describes (a save was interrupted between "
             "the two files; resume or re-run the training)"
         )
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    wrong = [k for k in expected.keys() & shapes.keys() if expected[k] != shapes[k]]
+    if wrong:  # checked before any memory is given to the model (its config could ask for a lot)
+        k = sorted(wrong)[0]
+        raise CheckpointError(
+            f"{weights}: weights do not match model {meta['model_name']!r} ({k}: shape {list(shapes[k])} in the "
+            f"file, {list(expected[k])} in the model; {len(wrong)} tensors differ)"
+        )
     try:
+        if set(dict(model.named_buffers())) - set(model.state_dict()):
+            # a buffer computed at construction and not saved (persistent=False): build it for real
+            model = create_model(meta["model_name"], **meta["model_config"])
+        else:  # memory for the weights, left uninitialized: load_state_dict fills all of it
+            model = model.to_empty(device="cpu")
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # tensors of other shapes
         reason = " ".join(str(e).split())

@@ -286,6 +286,8 @@ def _sidecar_variants(tmp: Path) -> dict[str, Path]:
         "input spec not a dict": {**meta, "input_spec": "pixels"},
         "weights of another shape": {**meta, "weights": "other.safetensors"},
         "weights file missing": {**meta, "weights": "missing.safetensors"},
+        # 16.7M hidden units: a (H, 3H) recurrent matrix of 3.3 PB, refused before anything is allocated
+        "a config asking for petabytes": {**meta, "model_config": {**meta["model_config"], "hidden_modes": [64] * 4}},
     }
     paths = {}
     for i, (name, m) in enumerate(variants.items()):
@@ -300,7 +302,7 @@ def _sidecar_variants(tmp: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("case", [
     "no class names", "model config is a list", "unknown model", "two names for three outputs",
     "class names not a list", "pixel spec without size", "input spec not a dict", "weights of another shape",
-    "weights file missing", "sidecar not JSON",
+    "weights file missing", "sidecar not JSON", "a config asking for petabytes",
 ])
 def test_malformed_checkpoints_are_one_line_usage_errors(tmp_path, capsys, case):
     path = _sidecar_variants(tmp_path)[case]
