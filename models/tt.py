@@ -241,6 +241,8 @@ class TTLinear(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
+        if self.cores[0].is_meta:  # built for its shapes only (a checkpoint fills the values)
+            return
         std = self.core_std()
         for core in self.cores:
             core.normal_(0.0, std)

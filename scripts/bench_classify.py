@@ -1,7 +1,7 @@
 """Model overhead of `classify`: its throughput beside decoding alone, on the same folder.
 
     python -m scripts.bench_classify [--folder data/samples] [--checkpoint data/models/demo_tt_gru]
-        [--workers 1 2] [--rounds 5]
+        [--workers 1 2] [--rounds 9]
 
 For each worker count, side by side in one run (rounds alternate, the median is reported):
 - decode-only: `video_to_array` (the decoder classify uses, with the checkpoint's fps and size) on
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folder", default="data/samples")
     p.add_argument("--checkpoint", default="data/models/demo_tt_gru")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=9)
     args = p.parse_args(argv)
 
     spec = read_meta(args.checkpoint)["input_spec"]
