@@ -306,7 +306,9 @@ def _iter_decoded(
 
     import preprocessing  # noqa: F401
 
-    todo = list(reversed(jobs))  # pop() from the end keeps input order
+    # pop() from the end: largest files first (decode time grows with file size; a long video handed
+    # out last would keep one worker busy while the others idle), as the cache builder does
+    todo = sorted(jobs, key=lambda job: _file_size(job[1]))
     crashes: dict[int, int] = {}
     paths = dict(jobs)
     while todo:
@@ -342,6 +344,13 @@ def _iter_decoded(
         finally:
             # no waiting for the workers to exit (~20 ms): the last batch runs meanwhile
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:  # the worker reports the reason
+        return 0
 
 
 # ----------------------------------------------------------------------------- feature inputs

@@ -23,10 +23,12 @@ instead of fed as x - 128, and the input bias is added once (the code's TT_GRU a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from models.pixels import PIXEL_SCALE, PIXEL_SHIFT, capturing_graph, check_lengths, flatten_pixels, gal_mask
 from models.registry import register_model
@@ -95,70 +97,62 @@ class _TTRNNBase(nn.Module):
         """Parameters of the input-to-hidden map (the paper's count excludes biases)."""
         return sum(m.num_params(include_bias=include_bias) for m in self.input_maps)
 
-    def _input_gates(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """TT map of every valid frame: x (B, T, D) -> (B, T, G*H), zeros at padded steps."""
-        B, T, D = x.shape
-        valid = torch.arange(T, device=x.device)[None, :] < lengths[:, None]  # (B, T)
-        rows = x.reshape(B * T, D)  # (B*T, D)
-        seq_of_row = torch.arange(B, device=x.device).repeat_interleave(T)  # (B*T,)
-        # an exported graph maps every frame (padded ones too: their gates are ignored by `alive`),
-        # since which rows are valid depends on the values of `lengths`
-        all_valid = capturing_graph() or bool(valid.all())
-        if not all_valid:  # skip padded frames: copy only the valid uint8 rows
-            idx = valid.reshape(-1).nonzero().squeeze(1)  # (Nv,)
-            rows, seq_of_row = rows.index_select(0, idx), seq_of_row.index_select(0, idx)
-        mask = None
-        if self.training and self.config.dropout > 0:
-            mask = gal_mask((B, D), self.config.dropout, self.recurrent_weight)  # (B, D)
-        kw = dict(in_scale=PIXEL_SCALE, in_shift=PIXEL_SHIFT, in_mask=mask, in_mask_index=seq_of_row)
-        gates = torch.cat([m(rows, **kw) for m in self.input_maps], dim=-1)  # (Nv, G*H)
-        if all_valid:
-            return gates.view(B, T, -1)  # (B, T, G*H)
-        out = gates.new_zeros(B * T, gates.shape[-1]).index_copy(0, idx, gates)  # (B*T, G*H)
-        return out.view(B, T, -1)  # (B, T, G*H)
+    def _map_frames(self, rows: torch.Tensor, clip_of_row: torch.Tensor, in_mask: torch.Tensor | None) -> torch.Tensor:
+        """TT map of frames: uint8 rows (N, D) -> gate inputs (N, G*H); `clip_of_row` (N,) picks each
+        row's input-dropout mask from `in_mask` (B, D)."""
+        kw = dict(in_scale=PIXEL_SCALE, in_shift=PIXEL_SHIFT, in_mask=in_mask, in_mask_index=clip_of_row)
+        return torch.cat([m(rows, **kw) for m in self.input_maps], dim=-1)  # (N, G*H)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = flatten_pixels(x, self.in_features)  # (B, T, D)
         B, T, D = x.shape
         lengths = check_lengths(lengths, B, T, x.device)
-        # steps beyond every clip's length are never computed (an exported graph runs all T steps)
-        Tv = T if capturing_graph() else int(lengths.max())
-        gx = self._input_gates(x, lengths)[:, :Tv]  # (B, Tv, G*H)
-        rec_mask = None
+        in_mask = rec_mask = None
+        if self.training and self.config.dropout > 0:
+            in_mask = gal_mask((B, D), self.config.dropout, self.recurrent_weight)  # (B, D)
         if self.training and self.config.recurrent_dropout > 0:
-            rec_mask = gal_mask((B, self.hidden_size), self.config.recurrent_dropout, gx)  # (B, H)
+            rec_mask = gal_mask((B, self.hidden_size), self.config.recurrent_dropout, self.recurrent_weight)  # (B, H)
+        clip = torch.arange(B, device=x.device)
         if capturing_graph():
+            # an exported graph maps every frame and runs all T steps with masks: which rows are
+            # valid depends on the values of `lengths`, an input of the graph
+            gx = self._map_frames(x.reshape(B * T, D), clip.repeat_interleave(T), in_mask).view(B, T, -1)
             h = self._masked_loop(gx, lengths, rec_mask)
+        elif bool((lengths == T).all()):  # clips of one length (training on fixed-length clips)
+            gx = self._map_frames(x.reshape(B * T, D), clip.repeat_interleave(T), in_mask).view(B, T, -1)
+            # unbind (not gx[:, t]) so that backward stacks the step gradients once instead of
+            # scattering each into a full-size zero tensor
+            h = self._run_steps(gx.unbind(1), rec_mask)
         else:
-            h = self._shrinking_loop(gx, lengths, rec_mask)
+            # Only the valid frames, time-major, clips longest first (nn.GRU's PackedSequence):
+            # step t is the next batch_sizes[t] rows, the clips still running at t.
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            sizes = packed.batch_sizes  # (Tv,) non-increasing, on CPU
+            order = packed.sorted_indices.to(x.device)  # (B,) clip at each sorted position
+            starts = torch.repeat_interleave(sizes.cumsum(0) - sizes, sizes).to(x.device)
+            rank = torch.arange(packed.data.shape[0], device=x.device) - starts  # each row's sorted position
+            gx = self._map_frames(packed.data, order[rank], in_mask)  # (Nv, G*H)
+            # split (not slicing per step): backward concatenates the step gradients once
+            h = self._run_steps(gx.split(sizes.tolist()), None if rec_mask is None else rec_mask[order])
+            h = h.index_select(0, packed.unsorted_indices.to(x.device))  # back to input order
         return self.classifier(h)  # (B, K)
 
-    def _shrinking_loop(self, gx: torch.Tensor, lengths: torch.Tensor, rec_mask: torch.Tensor | None) -> torch.Tensor:
-        """The recurrence over clips sorted longest first: at step t only the clips still running
-        are computed, so the batch shrinks as clips end (what `pack_padded_sequence` does for
-        nn.GRU). No masking, and the small per-step matmuls get cheaper as rows leave.
-        gx (B, Tv, G*H) -> (B, H) state after each clip's last valid step, in input order."""
-        B = gx.shape[0]
-        order = torch.argsort(lengths, descending=True, stable=True)  # (B,)
-        ends = lengths.index_select(0, order).tolist()  # non-increasing
-        gx = gx.index_select(0, order)
-        mask = None if rec_mask is None else rec_mask.index_select(0, order)  # each clip keeps its mask
-        state, weights = self._zero_state(gx), self._step_weights()
+    def _run_steps(self, steps: Sequence[torch.Tensor], rec_mask: torch.Tensor | None) -> torch.Tensor:
+        """The recurrence over steps of non-increasing row counts (clips sorted longest first):
+        step t holds the gate inputs (n_t, G*H) of the n_t clips still running, so the batch
+        shrinks as clips end -- no masking, and the small per-step matmuls get cheaper as rows leave.
+        Returns (B, H): each clip's state after its last step, in the sorted order."""
+        state, weights = self._zero_state(steps[0]), self._step_weights()
         finished = []  # final states of the clips that ended, shortest last
-        n = B
-        # unbind (not gx[:, t]) so that backward stacks the step gradients once instead of
-        # scattering each into a full-size zero tensor
-        for t, gx_t in enumerate(gx.unbind(1)):  # Tv x (B, G*H)
-            if ends[n - 1] <= t:  # some clips ended before step t: keep their state, drop their rows
-                while ends[n - 1] <= t:
-                    n -= 1
+        for gx_t in steps:
+            n = gx_t.shape[0]
+            if n < state[0].shape[0]:  # clips ended: keep their state, drop their rows
                 finished.append(state[0][n:])
                 state = tuple(s[:n] for s in state)
-                mask = None if mask is None else mask[:n]
-            state = self._cell(gx_t if n == B else gx_t[:n], state, mask, weights)
+                rec_mask = None if rec_mask is None else rec_mask[:n]
+            state = self._cell(gx_t, state, rec_mask, weights)
         finished.append(state[0])
-        h_sorted = torch.cat(finished[::-1])  # (B, H) in `order`
-        return h_sorted.index_select(0, torch.argsort(order))  # (B, H) in input order
+        return torch.cat(finished[::-1])  # (B, H)
 
     def _masked_loop(self, gx: torch.Tensor, lengths: torch.Tensor, rec_mask: torch.Tensor | None) -> torch.Tensor:
         """The same recurrence with static shapes for graph capture: all T steps for every clip,

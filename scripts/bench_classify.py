@@ -63,6 +63,7 @@ def decode_only(paths: list[str], fps: float, size: tuple[int, int], workers: in
     start = time.perf_counter()
     ctx = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    paths = sorted(paths, key=lambda p: -os.stat(p).st_size)  # largest first, as classify hands them out
     list(pool.map(_decode_one, paths, [fps] * len(paths), [size] * len(paths)))
     seconds = time.perf_counter() - start
     pool.shutdown(wait=True)  # outside the timing

@@ -7,8 +7,10 @@ import av
 import numpy as np
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from models import create_model
+from models.pixels import gal_mask
 from models.tt_mlp import sample_frame_indices
 
 TINY = dict(in_modes=(2, 4, 3, 3), hidden_modes=(2, 2, 2, 1), ranks=(1, 2, 3, 2, 1), num_classes=4)
@@ -125,16 +127,22 @@ def test_shrinking_batch_equals_the_masked_loop_with_gradients(name, cell):
     lengths = torch.tensor([4, 7, 1, 7, 2])  # unsorted, with a tie
     gx = torch.randn(5, 7, G * H, dtype=torch.float64, generator=g, requires_grad=True)
     mask = (torch.rand(5, H, generator=g, dtype=torch.float64) > 0.3).double() / 0.7
+
+    def shrinking(gx, lengths, mask):  # the packed layout forward() builds from the valid frames
+        packed = pack_padded_sequence(gx, lengths, batch_first=True, enforce_sorted=False)
+        h = model._run_steps(packed.data.split(packed.batch_sizes.tolist()), mask[packed.sorted_indices])
+        return h[packed.unsorted_indices]
+
     out = {}
-    for loop in ("_shrinking_loop", "_masked_loop"):
+    for name, loop in (("shrinking", shrinking), ("masked", model._masked_loop)):
         model.zero_grad()
         gx.grad = None
-        h = getattr(model, loop)(gx, lengths, mask)
+        h = loop(gx, lengths, mask)
         (h * torch.linspace(-1, 1, H, dtype=torch.float64)).sum().backward()
-        out[loop] = (h.detach(), gx.grad.clone(), model.recurrent_weight.grad.clone())
-    for a, b in zip(out["_shrinking_loop"], out["_masked_loop"]):
+        out[name] = (h.detach(), gx.grad.clone(), model.recurrent_weight.grad.clone())
+    for a, b in zip(out["shrinking"], out["masked"]):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    assert out["_shrinking_loop"][1][2, 1:].abs().max() == 0  # steps after a clip's end get no gradient
+    assert out["shrinking"][1][2, 1:].abs().max() == 0  # steps after a clip's end get no gradient
 
 
 def test_fused_gate_layout_and_init():
@@ -166,6 +174,34 @@ def test_dropout_is_active_in_training_only():
     no_drop = create_model("tt_gru", **(TINY | dict(dropout=0.0, recurrent_dropout=0.0)))
     no_drop.load_state_dict(model.state_dict())
     torch.testing.assert_close(no_drop.train()(x, lengths), no_drop.eval()(x, lengths))
+
+
+def test_training_masks_follow_each_clip_through_the_packed_batch():
+    """In training, every frame of a clip gets that clip's input-dropout mask and every step its
+    recurrent mask (Gal & Ghahramani), also when the clips are reordered by length inside."""
+    model = _randomize(create_model("tt_gru", **(TINY | dict(dropout=0.4, recurrent_dropout=0.3)))).double().train()
+    H, U = model.hidden_size, model.recurrent_weight
+    x, lengths = _inputs()  # lengths [3, 6, 1]: unsorted
+    torch.manual_seed(3)
+    got = model(x, lengths)
+    torch.manual_seed(3)  # the same draws, in the model's order: input mask, then recurrent mask
+    in_mask = gal_mask((3, 72), 0.4, U)
+    rec_mask = gal_mask((3, H), 0.3, U)
+    W = model.input_maps[0].dense_weight().double()  # (3H, D)
+    b = model.input_maps[0].bias.double()
+    hs = []
+    with torch.no_grad():
+        for i, n in enumerate(lengths.tolist()):
+            h = torch.zeros(1, H, dtype=torch.float64)
+            for f in x[i, :n].double() / 255 - 0.5:
+                gx = (f * in_mask[i])[None] @ W.T + b
+                hd = h * rec_mask[i]
+                z = torch.sigmoid(gx[:, :H] + hd @ U[:, :H])
+                r = torch.sigmoid(gx[:, H : 2 * H] + hd @ U[:, H : 2 * H])
+                h = z * h + (1 - z) * torch.tanh(gx[:, 2 * H :] + (r * hd) @ U[:, 2 * H :])
+            hs.append(h)
+        ref = model.classifier(torch.cat(hs))
+    torch.testing.assert_close(got.detach(), ref)
 
 
 def test_tt_mlp_samples_frames_evenly_within_the_valid_length():
