@@ -1,13 +1,15 @@
 """The one batch inference entrypoint: inputs in, one `Prediction` per input out.
 
     items = discover_inputs(["videos/", "clip.mp4", "shards/train*.tfrecord"])
-    for pred in classify_iter(items, load_checkpoint("data/models/demo_tt_gru")):
+    result = classify(items, load_checkpoint("data/models/demo_tt_gru"))  # RunSummary
+    for pred in result.predictions:  # input order; Classifier(ckpt).run(items) yields as they finish
         ...
 
 The checkpoint's input spec picks the path:
 - pixel models (`{"kind": "pixels", "size": [W, H], "fps": F}`): every video is decoded by
   `preprocessing.video_to_array` -- the function the cache builder uses -- with the checkpoint's fps
-  and size, in worker processes, while the main process runs batched inference on what is ready;
+  and size, in worker processes (largest files first), while the main process runs batched
+  inference on what is ready;
 - feature models (`{"kind": "features", ...}`): YouTube-8M TFRecord records and `.npy` arrays
   `(T, 1152)` are read in the main process (cheap); raw videos need a `FeatureExtractor`
   (`preprocessing.features`), which runs Inception + PCA (+ VGGish) on frames decoded by the workers.
