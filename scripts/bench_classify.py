@@ -5,7 +5,8 @@
 
 For each worker count, side by side in one run (rounds alternate, the median is reported):
 - decode-only: `video_to_array` (the decoder classify uses, with the checkpoint's fps and size) on
-  every file of the folder in a process pool of that many workers, nothing else;
+  every file of the folder in a process pool of that many workers, largest files first (as classify
+  hands them out), nothing else;
 - classify: the whole `python -m app classify` command, in-process (discovery, decoding in workers,
   batched inference, predictions.csv/jsonl and report.html written), interpreter start-up excluded.
 Both count every file, also the ones that fail to decode. Target: classify >= 0.8x decode-only.
