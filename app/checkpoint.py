@@ -151,11 +151,19 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
             f"{weights}: not the weights its sidecar {js.name} describes (a save was interrupted between "
             "the two files; resume or re-run the training)"
         )
+    # Names and shapes are checked on the meta model, before any memory is given to it (a sidecar's
+    # config could ask for terabytes).
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    wrong = [k for k in expected.keys() & shapes.keys() if expected[k] != shapes[k]]
-    if wrong:  # checked before any memory is given to the model (its config could ask for a lot)
-        k = sorted(wrong)[0]
+    missing, unexpected = sorted(expected.keys() - shapes.keys()), sorted(shapes.keys() - expected.keys())
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights}: weights do not match model {meta['model_name']!r} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    wrong = sorted(k for k in expected if expected[k] != shapes[k])
+    if wrong:
+        k = wrong[0]
         raise CheckpointError(
             f"{weights}: weights do not match model {meta['model_name']!r} ({k}: shape {list(shapes[k])} in the "
             f"file, {list(expected[k])} in the model; {len(wrong)} tensors differ)"
@@ -166,15 +174,10 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
             model = create_model(meta["model_name"], **meta["model_config"])
         else:  # memory for the weights, left uninitialized: load_state_dict fills all of it
             model = model.to_empty(device="cpu")
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # tensors of other shapes
+        model.load_state_dict(state)  # strict: the names were checked above
+    except (RuntimeError, MemoryError) as e:  # out of memory for a model this large, or a dtype it refuses
         reason = " ".join(str(e).split())
-        raise CheckpointError(f"{weights}: weights do not match model {meta['model_name']!r} ({reason[:300]})") from None
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{weights}: weights do not match model {meta['model_name']!r} "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+        raise CheckpointError(f"{weights}: cannot load into model {meta['model_name']!r} ({reason[:300]})") from None
     model.eval()
     return Checkpoint(
         model=model,

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from models.pixels import PIXEL_SCALE, PIXEL_SHIFT, capturing_graph, check_lengths, flatten_pixels, gal_mask
 from models.registry import register_model
@@ -124,17 +123,21 @@ class _TTRNNBase(nn.Module):
             # scattering each into a full-size zero tensor
             h = self._run_steps(gx.unbind(1), rec_mask)
         else:
-            # Only the valid frames, time-major, clips longest first (nn.GRU's PackedSequence):
-            # step t is the next batch_sizes[t] rows, the clips still running at t.
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            sizes = packed.batch_sizes  # (Tv,) non-increasing, on CPU
-            order = packed.sorted_indices.to(x.device)  # (B,) clip at each sorted position
-            starts = torch.repeat_interleave(sizes.cumsum(0) - sizes, sizes).to(x.device)
-            rank = torch.arange(packed.data.shape[0], device=x.device) - starts  # each row's sorted position
-            gx = self._map_frames(packed.data, order[rank], in_mask)  # (Nv, G*H)
+            # The valid frames only, mapped clip by clip (a clip's frames stay together, so its
+            # input-dropout mask applies to one run of rows), then their gates put in the packed
+            # order of nn.GRU's PackedSequence: time-major, clips longest first, so step t is the
+            # next sizes[t] rows -- the clips still running at t.
+            valid = torch.arange(T, device=x.device)[None, :] < lengths[:, None]  # (B, T)
+            idx = valid.reshape(-1).nonzero().squeeze(1)  # (Nv,) valid frames, clip by clip
+            gates = self._map_frames(x.reshape(B * T, D).index_select(0, idx), clip.repeat_interleave(lengths), in_mask)
+            sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)  # (B,), (B,)
+            steps = torch.arange(int(sorted_lengths[0]), device=x.device)[:, None]  # (Tv, 1)
+            running = steps < sorted_lengths[None, :]  # (Tv, B): sorted clip j still running at step t
+            first_row = (torch.cumsum(lengths, 0) - lengths)[order]  # (B,) where each sorted clip's rows start
+            gx = gates.index_select(0, (first_row[None, :] + steps)[running])  # (Nv, G*H), packed
             # split (not slicing per step): backward concatenates the step gradients once
-            h = self._run_steps(gx.split(sizes.tolist()), None if rec_mask is None else rec_mask[order])
-            h = h.index_select(0, packed.unsorted_indices.to(x.device))  # back to input order
+            h = self._run_steps(gx.split(running.sum(1).tolist()), None if rec_mask is None else rec_mask[order])
+            h = torch.empty_like(h).index_copy_(0, order, h)  # back to input order
         return self.classifier(h)  # (B, K)
 
     def _run_steps(self, steps: Sequence[torch.Tensor], rec_mask: torch.Tensor | None) -> torch.Tensor:

@@ -176,6 +176,24 @@ def test_dropout_is_active_in_training_only():
     torch.testing.assert_close(no_drop.train()(x, lengths), no_drop.eval()(x, lengths))
 
 
+@pytest.mark.parametrize("name", ["tt_gru", "tt_lstm"])
+def test_batch_gradients_are_the_sum_of_each_clip_alone(name):
+    """Clips of different lengths go through the packed path (valid frames only, reordered by
+    length); the batch's gradients must equal the sum of each clip's own, unpadded."""
+    model = _randomize(create_model(name, **TINY)).double()
+    x, lengths = _inputs()  # lengths [3, 6, 1]
+
+    def grads(xb, lb):
+        model.zero_grad()
+        (model(xb, lb) * torch.linspace(-1, 2, 4, dtype=torch.float64)).sum().backward()
+        return {k: p.grad.clone() for k, p in model.named_parameters()}
+
+    batch = grads(x, lengths)
+    alone = [grads(x[i : i + 1, :n], lengths[i : i + 1]) for i, n in enumerate(lengths.tolist())]
+    for k, g in batch.items():
+        torch.testing.assert_close(g, sum(a[k] for a in alone), rtol=1e-10, atol=1e-12, msg=k)
+
+
 def test_training_masks_follow_each_clip_through_the_packed_batch():
     """In training, every frame of a clip gets that clip's input-dropout mask and every step its
     recurrent mask (Gal & Ghahramani), also when the clips are reordered by length inside."""

@@ -12,6 +12,7 @@ and file names in the HTML report. Each test is written to FAIL if its protectio
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from html.parser import HTMLParser
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from cli_helpers import PickleBomb
 
@@ -276,6 +278,8 @@ def _sidecar_variants(tmp: Path) -> dict[str, Path]:
     other = create_model("tt_gru", num_classes=3, in_modes=(4, 8, 8, 9), hidden_modes=(2, 2, 2, 3),
                          ranks=(1, 2, 2, 2, 1))
     save_checkpoint(tmp / "other", other, class_names=["a", "b", "c"], input_spec=meta["input_spec"])
+    foo = safetensors.torch.save({"foo": torch.zeros(3)})
+    (tmp / "foo.safetensors").write_bytes(foo)
     variants = {
         "no class names": {k: v for k, v in meta.items() if k != "class_names"},
         "model config is a list": {**meta, "model_config": [1, 2]},
@@ -288,6 +292,11 @@ def _sidecar_variants(tmp: Path) -> dict[str, Path]:
         "weights file missing": {**meta, "weights": "missing.safetensors"},
         # 16.7M hidden units: a (H, 3H) recurrent matrix of 3.3 PB, refused before anything is allocated
         "a config asking for petabytes": {**meta, "model_config": {**meta["model_config"], "hidden_modes": [64] * 4}},
+        # the same, with a weights file whose names match nothing in the model (and its true sha256)
+        "petabytes, weights of other names": {
+            **meta, "weights": "foo.safetensors", "weights_sha256": hashlib.sha256(foo).hexdigest(),
+            "model_config": {**meta["model_config"], "hidden_modes": [64] * 4},
+        },
     }
     paths = {}
     for i, (name, m) in enumerate(variants.items()):
@@ -303,11 +312,14 @@ def _sidecar_variants(tmp: Path) -> dict[str, Path]:
     "no class names", "model config is a list", "unknown model", "two names for three outputs",
     "class names not a list", "pixel spec without size", "input spec not a dict", "weights of another shape",
     "weights file missing", "sidecar not JSON", "a config asking for petabytes",
+    "petabytes, weights of other names",
 ])
 def test_malformed_checkpoints_are_one_line_usage_errors(tmp_path, capsys, case):
     path = _sidecar_variants(tmp_path)[case]
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError) as e:
         load_checkpoint(path)
+    if case == "petabytes, weights of other names":  # refused by name, before the allocator is asked
+        assert "unexpected ['foo']" in str(e.value) and "allocate" not in str(e.value), e.value
     capsys.readouterr()
     code = main(["classify", str(SAMPLE), "--checkpoint", str(path), "--output", str(tmp_path / "out"),
                  "--workers", "0", "--no-progress"])
