@@ -297,8 +297,9 @@ def _iter_decoded(
 
     With workers > 0 a process pool decodes up to `max_inflight` videos ahead of the consumer,
     so decoding overlaps whatever the consumer does between `next()` calls (batched inference).
-    A worker that dies (a decoder crash) breaks the pool: it is rebuilt and the unfinished videos
-    retried once; a video that breaks the pool twice gets an error.
+    A worker that dies (a decoder crash) breaks the pool and every video in flight with it: the
+    pool is rebuilt and those videos are retried one at a time, so only a video that breaks a pool
+    on its own gets an error, and the others are decoded.
     """
     if workers <= 0:
         for index, path in jobs:
@@ -311,22 +312,24 @@ def _iter_decoded(
     # pop() from the end: largest files first (decode time grows with file size; a long video handed
     # out last would keep one worker busy while the others idle), as the cache builder does
     todo = sorted(jobs, key=lambda job: _file_size(job[1]))
-    crashes: dict[int, int] = {}
+    suspects: list[tuple[int, str]] = []  # in flight when a pool broke: retried alone, one at a time
     paths = dict(jobs)
-    while todo:
+    while todo or suspects:
+        alone = bool(suspects)
+        queue, limit = (suspects, 1) if alone else (todo, max_inflight)
         pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_quiet_worker,
                                    initargs=(os.getpid(),))
         running: dict[cf.Future, int] = {}
         broken = False
         try:
-            while (todo or running) and not broken:
-                while todo and len(running) < max_inflight:
-                    index, path = todo.pop()
+            while (queue or running) and not broken:
+                while queue and len(running) < limit:
+                    index, path = queue.pop()
                     running[pool.submit(_decode_video_job, index, path, **job_args)] = index
                 done, _ = cf.wait(running, timeout=0, return_when=cf.FIRST_COMPLETED)
                 if not done:
                     # nothing ready: the consumer may work before we block
-                    yield _SPARE if not todo and len(running) < workers else _IDLE
+                    yield _SPARE if not (todo or suspects) and len(running) < workers else _IDLE
                     done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
                     index = running.pop(fut)
@@ -335,14 +338,12 @@ def _iter_decoded(
                     except cf.process.BrokenProcessPool:
                         broken = True
                         running[fut] = index  # handled with the others below
-            if broken:
-                for index in sorted(running.values(), reverse=True):
-                    crashes[index] = crashes.get(index, 0) + 1
-                    if crashes[index] >= 2:
-                        yield _Decoded(index, error=f"{paths[index]}: the decoder process crashed")
-                    else:
-                        todo.append((index, paths[index]))
-                log.warning("a decoding process died; retrying %d unfinished videos", len(todo))
+            if broken and alone:  # the one video in flight broke the pool by itself
+                for index in running.values():
+                    yield _Decoded(index, error=f"{paths[index]}: the decoder process crashed")
+            elif broken:
+                suspects.extend((index, paths[index]) for index in sorted(running.values(), reverse=True))
+                log.warning("a decoding process died; retrying the %d videos in flight one at a time", len(suspects))
         finally:
             # no waiting for the workers to exit (~20 ms): the last batch runs meanwhile
             pool.shutdown(wait=False, cancel_futures=True)
