@@ -169,7 +169,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
             f"file, {list(expected[k])} in the model; {len(wrong)} tensors differ)"
         )
     try:
-        if set(dict(model.named_buffers())) - set(model.state_dict()):
+        if set(dict(model.named_buffers())) - expected.keys():
             # a buffer computed at construction and not saved (persistent=False): build it for real
             model = create_model(meta["model_name"], **meta["model_config"])
         else:  # memory for the weights, left uninitialized: load_state_dict fills all of it

@@ -308,10 +308,11 @@ def _iter_decoded(
     import cv2  # noqa: F401  (imported once here, inherited by forked workers)
 
     import preprocessing  # noqa: F401
+    from preprocessing.job import file_size
 
     # pop() from the end: largest files first (decode time grows with file size; a long video handed
     # out last would keep one worker busy while the others idle), as the cache builder does
-    todo = sorted(jobs, key=lambda job: _file_size(job[1]))
+    todo = sorted(jobs, key=lambda job: file_size(job[1]))
     suspects: list[tuple[int, str]] = []  # in flight when a pool broke: retried alone, one at a time
     paths = dict(jobs)
     while todo or suspects:
@@ -347,13 +348,6 @@ def _iter_decoded(
         finally:
             # no waiting for the workers to exit (~20 ms): the last batch runs meanwhile
             pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _file_size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:  # the worker reports the reason
-        return 0
 
 
 # ----------------------------------------------------------------------------- feature inputs

@@ -112,16 +112,17 @@ class _TTRNNBase(nn.Module):
         if self.training and self.config.recurrent_dropout > 0:
             rec_mask = gal_mask((B, self.hidden_size), self.config.recurrent_dropout, self.recurrent_weight)  # (B, H)
         clip = torch.arange(B, device=x.device)
-        if capturing_graph():
-            # an exported graph maps every frame and runs all T steps with masks: which rows are
-            # valid depends on the values of `lengths`, an input of the graph
+        capturing = capturing_graph()
+        if capturing or bool((lengths == T).all()):  # every frame (clips of one length, or a graph)
             gx = self._map_frames(x.reshape(B * T, D), clip.repeat_interleave(T), in_mask).view(B, T, -1)
-            h = self._masked_loop(gx, lengths, rec_mask)
-        elif bool((lengths == T).all()):  # clips of one length (training on fixed-length clips)
-            gx = self._map_frames(x.reshape(B * T, D), clip.repeat_interleave(T), in_mask).view(B, T, -1)
-            # unbind (not gx[:, t]) so that backward stacks the step gradients once instead of
-            # scattering each into a full-size zero tensor
-            h = self._run_steps(gx.unbind(1), rec_mask)
+            if capturing:
+                # an exported graph runs all T steps with masks: which rows are valid depends on
+                # the values of `lengths`, an input of the graph
+                h = self._masked_loop(gx, lengths, rec_mask)
+            else:
+                # unbind (not gx[:, t]) so that backward stacks the step gradients once instead of
+                # scattering each into a full-size zero tensor
+                h = self._run_steps(gx.unbind(1), rec_mask)
         else:
             # The valid frames only, mapped clip by clip (a clip's frames stay together, so its
             # input-dropout mask applies to one run of rows), then their gates put in the packed

@@ -257,7 +257,9 @@ def _process(task: _Task) -> ClipResult:
     return ClipResult(clip.clip_id, "ok", entry.frames, entry=entry)
 
 
-def _file_size(path: Path) -> int:
+def file_size(path: str | os.PathLike) -> int:
+    """Bytes of `path`, 0 when it cannot be read (the decoder reports the reason): what work is
+    ordered by, largest first (decode time grows with file size)."""
     try:
         return os.stat(path).st_size
     except OSError:  # the worker reports the reason
@@ -271,7 +273,7 @@ def _run_tasks(tasks: list[_Task], workers: int) -> Iterator[ClipResult]:
         return
     # Largest files first (decode time grows with file size): a long clip left for the end would keep
     # one worker busy while the others idle; this is the longest-processing-time-first rule.
-    tasks = sorted(tasks, key=lambda task: -_file_size(task.clip.path))
+    tasks = sorted(tasks, key=lambda task: -file_size(task.clip.path))
     context = multiprocessing.get_context(_START_METHOD)
     with concurrent.futures.ProcessPoolExecutor(
         min(workers, len(tasks)), mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
