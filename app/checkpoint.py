@@ -19,15 +19,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import safetensors
-import safetensors.torch
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from app.fileio import atomic_path, write_json
 from app.version import code_version
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch and safetensors are imported where the weights are read or written: reading a sidecar
+# (`read_meta`, `read_input_spec`) stays cheap, so `classify` can start its decoders before torch loads.
 
 FORMAT = "vidclass-checkpoint/1"
 
@@ -65,6 +66,8 @@ def save_checkpoint(
     The weights are written first and the JSON last, each atomically: a checkpoint is complete
     exactly when its JSON exists.
     """
+    import safetensors.torch
+
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     stem = _stem(path)
     weights = stem.with_suffix(".safetensors")
@@ -122,8 +125,19 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def read_input_spec(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's input spec, from its sidecar alone (checked; no torch, no weights read)."""
+    meta = read_meta(path)
+    _check_meta(meta, Path(meta["_json_path"]))
+    return dict(meta["input_spec"])
+
+
 def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Checkpoint:
     """Rebuild the model from the sidecar and load its weights (safetensors only, never pickle)."""
+    import safetensors
+    import safetensors.torch
+    import torch
+
     from models import create_model  # local import: models import torch-heavy modules
 
     meta = read_meta(path)

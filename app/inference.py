@@ -8,19 +8,25 @@
 The checkpoint's input spec picks the path:
 - pixel models (`{"kind": "pixels", "size": [W, H], "fps": F}`): every video is decoded by
   `preprocessing.video_to_array` -- the function the cache builder uses -- with the checkpoint's fps
-  and size, in worker processes (largest files first), while the main process runs batched
-  inference on what is ready;
+  and size, in worker processes (`app.inputs.VideoDecoder`, largest files first), while the main
+  process runs batched inference on what is ready;
 - feature models (`{"kind": "features", ...}`): YouTube-8M TFRecord records and `.npy` arrays
   `(T, 1152)` are read in the main process (cheap); raw videos need a `FeatureExtractor`
   (`preprocessing.features`), which runs Inception + PCA (+ VGGish) on frames decoded by the workers.
 
-Decoded clips wait in a window of `window_batches * batch_size`; a full window is sorted by length
-and cut into batches, so clips of similar length share a batch and padding stays small. When a CPU
-core is left over for the main process (workers < cores) or `overlap=True`, it runs one batch of
-what is waiting whenever the decoders have nothing ready, so decoding and inference overlap. Once no
-videos are left to hand out and a worker sits idle, everything waiting is classified on that core
-while the last videos decode, so only those remain for the end. Models are padding-invariant in
-eval mode, so batching changes no prediction (tests check alone vs batched).
+Batching, two ways:
+- models with a `stream()` (the TT-RNNs) batch continuously (`models.tt_rnn.ClipStream`): a decoded
+  video joins the running batch at once, at its own first frame, and leaves after its last, so no
+  frame is padded and no video waits for a batch to fill. The stream runs `stream_chunk` steps at a
+  time whenever the decoders have nothing ready; with every core decoding, only while it holds a
+  full batch, until the last videos are being decoded and a core is free.
+- other models: decoded inputs wait in a window of `window_batches * batch_size`; a full window is
+  sorted by length and cut into batches, so inputs of similar length share a batch and padding stays
+  small. With a core left over for the main process (workers < cores) or `overlap=True`, one batch
+  of what is waiting runs whenever the decoders have nothing ready; once no videos are left to hand
+  out and a worker sits idle, everything waiting is classified on that core.
+Models are padding-invariant in eval mode, so batching changes no prediction (tests check a video
+alone vs in a batch, and continuous vs windowed batching).
 
 Every input yields a `Prediction`; a file that cannot be read yields one with `error` set and the
 run goes on. Library code: it logs, never prints.
@@ -28,14 +34,8 @@ run goes on. Library code: it logs, never prints.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import glob
 import logging
-import multiprocessing
 import os
-import stat
-import struct
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,34 +45,23 @@ import numpy as np
 import torch
 
 from app.checkpoint import Checkpoint
+from app.inputs import (
+    IDLE,
+    SPARE,
+    InferenceOptions,
+    InputItem,
+    VideoDecoder,
+    decoder_options,
+    discover_inputs,
+    make_thumbnails,
+    one_line,
+    sniff_input,
+)
 
 log = logging.getLogger(__name__)
 
 FEATURE_DIMS = 1152  # YouTube-8M: 1024 rgb + 128 audio
 SUBMISSION_TOP = 20  # Kaggle submissions list the top 20 labels
-
-
-@dataclass(frozen=True)
-class InferenceOptions:
-    top_k: int = 5  # labels kept per input in predictions.csv / the report
-    batch_size: int = 8  # inputs per forward pass (fewer when max_batch_frames binds)
-    max_batch_frames: int = 2048  # cap on padded steps per batch, B * T_max (bounds memory)
-    window_batches: int = 4  # bucketing window: sort this many batches' worth of inputs by length
-    workers: int = 2  # decoding processes; 0 decodes in the main process
-    device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
-    thumbnails: int = 5  # frames per thumbnail strip in the report (0: none)
-    thumb_height: int = 64  # thumbnail height in pixels (never upscaled)
-    max_frames: int | None = None  # keep at most this many frames of a video (None: all)
-    overlap: bool | None = None  # run waiting batches while decoders work; None: when a core is spare
-
-
-@dataclass(frozen=True)
-class InputItem:
-    """One discovered input file, before it is read."""
-
-    path: str  # as the user will see it (relative paths stay relative)
-    kind: str  # "video" | "tfrecord" | "npy" | "invalid"
-    error: str | None = None  # set when kind == "invalid"
 
 
 @dataclass
@@ -94,260 +83,6 @@ class Prediction:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-# ----------------------------------------------------------------------------- discovering inputs
-
-_GLOB_CHARS = "*?["
-_NPY_MAGIC = b"\x93NUMPY"
-
-
-def discover_inputs(inputs: Sequence[str | os.PathLike]) -> list[InputItem]:
-    """Expand files, folders (recursive, sorted, hidden entries skipped) and glob patterns.
-
-    Every file found gets an item; the kind is sniffed from the first bytes, not the extension:
-    NumPy magic -> "npy", a valid TFRecord frame header -> "tfrecord", empty or text files ->
-    "invalid" with a reason, anything else -> "video" (decoding decides). A missing path or a
-    pattern matching nothing also becomes an "invalid" item, so every input the user named shows up.
-    """
-    items: list[InputItem] = []
-    seen: set[str] = set()
-
-    def add(path: str) -> None:
-        key = os.path.realpath(path)
-        if key not in seen:
-            seen.add(key)
-            items.append(sniff_input(path))
-
-    for raw in inputs:
-        name = os.fspath(raw)
-        if os.path.isdir(name):
-            for root, dirs, files in os.walk(name):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for f in sorted(files):
-                    if not f.startswith("."):
-                        add(os.path.join(root, f))
-        elif os.path.exists(name):
-            add(name)
-        elif any(c in name for c in _GLOB_CHARS):
-            matches = sorted(m for m in glob.glob(name, recursive=True) if os.path.isfile(m))
-            if not matches:
-                items.append(InputItem(name, "invalid", f"{name}: no files match this pattern"))
-            for m in matches:
-                add(m)
-        else:
-            items.append(InputItem(name, "invalid", f"{name}: no such file or folder"))
-    return items
-
-
-def sniff_input(path: str) -> InputItem:
-    """Classify one file by its first bytes (cheap: reads at most 4 KiB)."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # open() on a named pipe waits for a writer forever
-            return InputItem(path, "invalid", f"{path}: not a regular file (a pipe, socket or device)")
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError as e:
-        return InputItem(path, "invalid", f"{path}: cannot read ({e.strerror or e})")
-    if not head:
-        return InputItem(path, "invalid", f"{path}: empty file")
-    if head.startswith(_NPY_MAGIC):
-        return InputItem(path, "npy")
-    if _is_tfrecord_header(head):
-        return InputItem(path, "tfrecord")
-    if _looks_like_text(head):
-        return InputItem(path, "invalid", f"{path}: not a video (text file)")
-    return InputItem(path, "video")
-
-
-def _masked_crc32c(data: bytes) -> int:
-    import crc32c
-
-    crc = crc32c.crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _is_tfrecord_header(head: bytes) -> bool:
-    """A TFRecord starts with uint64 length + uint32 masked CRC32C of those 8 bytes."""
-    if len(head) < 12:
-        return False
-    (crc,) = struct.unpack("<I", head[8:12])
-    return crc == _masked_crc32c(head[:8])
-
-
-def _looks_like_text(head: bytes) -> bool:
-    if b"\x00" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return e.start >= len(head) - 3  # only a multi-byte character cut at the end
-    return True
-
-
-# ----------------------------------------------------------------------------- decoding (workers)
-
-
-@dataclass
-class _Decoded:
-    """What a worker sends back for one video: frames (or features), thumbnails, or an error."""
-
-    index: int
-    x: np.ndarray | None = None  # uint8 (T, H, W, 3) pixels, or float32 (T, 1152) features
-    audio: np.ndarray | None = None  # float32 (N,) mono waveform for the feature extractor
-    thumbnails: list[bytes] = field(default_factory=list)
-    error: str | None = None
-
-
-def _decode_video_job(
-    index: int,
-    path: str,
-    fps: float,
-    size: tuple[int, int],
-    max_frames: int | None,
-    n_thumbs: int,
-    thumb_height: int,
-    audio_rate: int | None,
-    threads: int,
-) -> _Decoded:
-    """Worker body: decode one video with the cache builder's function; errors become messages."""
-    from preprocessing import VideoDecodeError, video_to_array
-
-    try:
-        frames = video_to_array(path, fps=fps, size=size, max_frames=max_frames, threads=threads)  # (T, H, W, 3)
-        if frames.shape[0] == 0:
-            return _Decoded(index, error=f"{path}: no frames decoded")
-        audio = None
-        if audio_rate is not None:
-            from preprocessing.features import load_audio
-
-            audio = load_audio(path, sample_rate=audio_rate)
-        return _Decoded(index, x=frames, audio=audio, thumbnails=make_thumbnails(frames, n_thumbs, thumb_height))
-    except VideoDecodeError as e:
-        return _Decoded(index, error=_one_line(str(e)))
-    except MemoryError:
-        return _Decoded(index, error=f"{path}: out of memory while decoding (try --max-frames)")
-    except Exception as e:  # a decoder bug must not stop the batch; the message says what it was
-        log.debug("unexpected error decoding %s", path, exc_info=True)
-        return _Decoded(index, error=_one_line(f"{path}: {type(e).__name__}: {e}"))
-
-
-def make_thumbnails(frames: np.ndarray, n: int, height: int) -> list[bytes]:
-    """JPEG bytes of `n` frames spread evenly over `frames` uint8 (T, H, W, 3) RGB."""
-    import cv2
-
-    T, H, W, _ = frames.shape
-    if n <= 0 or T == 0:
-        return []
-    # (not np.unique: its first call imports numpy.ma, ~20 ms in every fresh worker process)
-    picks = sorted(set(np.linspace(0, T - 1, num=min(n, T)).round().astype(int).tolist()))
-    out = []
-    for t in picks:
-        img = frames[t][:, :, ::-1]  # RGB -> BGR for OpenCV
-        if H > height:
-            img = cv2.resize(img, (max(1, round(W * height / H)), height), interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img), [cv2.IMWRITE_JPEG_QUALITY, 75])
-        if ok:
-            out.append(buf.tobytes())
-    return out
-
-
-def _one_line(msg: str) -> str:
-    return " ".join(msg.split())
-
-
-def _quiet_worker(parent_pid: int) -> None:
-    """Worker initializer: end with the parent (a killed classify must not leave its workers waiting
-    forever), and keep quiet: the decoder's OpenCV fallback would print FFmpeg/OpenCV warnings for
-    every bad file; the error message we return already says what went wrong."""
-    from preprocessing.workers import die_with_parent
-
-    die_with_parent(parent_pid)
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    try:
-        import cv2
-
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except (ImportError, AttributeError):
-        pass
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork starts workers in milliseconds; decoders use no torch, so forking after torch is safe
-    # (torch's DataLoader does the same on Linux). Elsewhere use the platform default.
-    if sys.platform.startswith("linux"):
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context()
-
-
-_IDLE = None  # yielded by the decoding stream when no video is ready yet
-_SPARE = "spare"  # ... and, besides, a worker sits idle (no videos left to hand out): a core is free
-
-
-def _iter_decoded(
-    jobs: list[tuple[int, str]],
-    job_args: dict[str, Any],
-    workers: int,
-    max_inflight: int,
-) -> Iterator[_Decoded | None]:
-    """Decode `jobs` [(index, path)] and yield results as they finish (not in order), and `_IDLE`
-    whenever nothing is ready (so the consumer can run the model instead of waiting), `_SPARE` when
-    moreover a worker has nothing left to do (so the consumer can use its core).
-
-    With workers > 0 a process pool decodes up to `max_inflight` videos ahead of the consumer,
-    so decoding overlaps whatever the consumer does between `next()` calls (batched inference).
-    A worker that dies (a decoder crash) breaks the pool and every video in flight with it: the
-    pool is rebuilt and those videos are retried one at a time, so only a video that breaks a pool
-    on its own gets an error, and the others are decoded.
-    """
-    if workers <= 0:
-        for index, path in jobs:
-            yield _decode_video_job(index, path, **job_args)
-        return
-    import cv2  # noqa: F401  (imported once here, inherited by forked workers)
-
-    import preprocessing  # noqa: F401
-    from preprocessing.job import file_size
-
-    # pop() from the end: largest files first (decode time grows with file size; a long video handed
-    # out last would keep one worker busy while the others idle), as the cache builder does
-    todo = sorted(jobs, key=lambda job: file_size(job[1]))
-    suspects: list[tuple[int, str]] = []  # in flight when a pool broke: retried alone, one at a time
-    paths = dict(jobs)
-    while todo or suspects:
-        alone = bool(suspects)
-        queue, limit = (suspects, 1) if alone else (todo, max_inflight)
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_quiet_worker,
-                                   initargs=(os.getpid(),))
-        running: dict[cf.Future, int] = {}
-        broken = False
-        try:
-            while (queue or running) and not broken:
-                while queue and len(running) < limit:
-                    index, path = queue.pop()
-                    running[pool.submit(_decode_video_job, index, path, **job_args)] = index
-                done, _ = cf.wait(running, timeout=0, return_when=cf.FIRST_COMPLETED)
-                if not done:
-                    # nothing ready: the consumer may work before we block
-                    yield _SPARE if not (todo or suspects) and len(running) < workers else _IDLE
-                    done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    index = running.pop(fut)
-                    try:
-                        yield fut.result()
-                    except cf.process.BrokenProcessPool:
-                        broken = True
-                        running[fut] = index  # handled with the others below
-            if broken and alone:  # the one video in flight broke the pool by itself
-                for index in running.values():
-                    yield _Decoded(index, error=f"{paths[index]}: the decoder process crashed")
-            elif broken:
-                suspects.extend((index, paths[index]) for index in sorted(running.values(), reverse=True))
-                log.warning("a decoding process died; retrying the %d videos in flight one at a time", len(suspects))
-        finally:
-            # no waiting for the workers to exit (~20 ms): the last batch runs meanwhile
-            pool.shutdown(wait=False, cancel_futures=True)
 
 
 # ----------------------------------------------------------------------------- feature inputs
@@ -430,21 +165,24 @@ class Classifier:
     def needs_feature_extractor(self, items: Iterable[InputItem]) -> bool:
         return self.kind == "features" and any(it.kind == "video" for it in items)
 
-    def run(self, items: Sequence[InputItem]) -> Iterator[Prediction]:
-        """Yield one Prediction per input (per record for TFRecords), in completion order."""
+    def run(self, items: Sequence[InputItem], decoder: VideoDecoder | None = None) -> Iterator[Prediction]:
+        """Yield one Prediction per input (per record for TFRecords), in completion order.
+        `decoder`: the videos' decoder, already started (`app.inputs.video_decoder`); by default
+        one is started when the first video is needed."""
+        if self.options.stream and callable(getattr(self.model, "stream", None)):
+            yield from self._run_stream(items, decoder)
+            return
         pending: list[_Ready] = []
         window = self.options.batch_size * max(1, self.options.window_batches)
-        overlap = self.options.overlap
-        if overlap is None:  # with every core decoding, small batches would only add CPU work
-            overlap = self.options.workers < (os.cpu_count() or 1)
-        for ready in self._iter_ready(items):
-            if ready is _SPARE and pending:
+        overlap = self._overlap()  # with every core decoding, small batches would only add CPU work
+        for ready in self._iter_ready(items, decoder=decoder):
+            if ready is SPARE and pending:
                 # The last videos are decoding and a core is free: classify all that is waiting now,
                 # in full batches, instead of after the slowest video (the tail of every run).
                 yield from self._predict_window(pending)
                 pending = []
                 continue
-            if ready is _IDLE or ready is _SPARE:
+            if ready is IDLE or ready is SPARE:
                 # The decoders have nothing ready: with a core to spare, use the wait to run one batch
                 # of what is pending. Decode-bound runs thus overlap decoding and inference;
                 # model-bound runs never idle, so their window fills and is bucketed by length.
@@ -463,9 +201,45 @@ class Classifier:
         if pending:
             yield from self._predict_window(pending)
 
+    @torch.inference_mode()
+    def _run_stream(self, items: Sequence[InputItem], decoder: VideoDecoder | None) -> Iterator[Prediction]:
+        """Continuous batching, for models with a `stream()` (the TT-RNNs): a decoded video joins the
+        running batch at once and leaves it after its last frame, so nothing is padded and nothing
+        waits for a batch to fill. While the decoders have nothing ready, the stream runs
+        `stream_chunk` steps, then looks for new videos. With every core decoding it runs only while
+        it holds a full batch (fewer rows per step would only add CPU work) until a core is free."""
+        stream = self.model.stream()
+        waiting: dict[tuple[int, int], _Ready] = {}
+        spare = self._overlap()
+
+        def runs() -> bool:
+            return len(stream) >= (1 if spare else self.options.batch_size)
+
+        for ready in self._iter_ready(items, busy=runs, decoder=decoder):
+            if ready is IDLE or ready is SPARE:
+                spare |= ready is SPARE  # the last videos are decoding: a core is free from now on
+                if runs():
+                    for key, logits in stream.advance(self.options.stream_chunk):
+                        yield from self._predictions([waiting.pop(key)], logits[None])
+            elif isinstance(ready, Prediction):  # an error or an unusable input
+                yield ready
+            else:
+                waiting[ready.order] = ready
+                stream.add(ready.order, torch.from_numpy(ready.x).to(self.device))
+        for key, logits in stream.advance():
+            yield from self._predictions([waiting.pop(key)], logits[None])
+
+    def _overlap(self) -> bool:
+        """Whether to run the model while the decoders work (a core is left for it)."""
+        if self.options.overlap is not None:
+            return self.options.overlap
+        return self.options.workers < (os.cpu_count() or 1)
+
     # -- producing ready inputs ---------------------------------------------------------------
 
-    def _iter_ready(self, items: Sequence[InputItem]) -> Iterator[_Ready | Prediction | None]:
+    def _iter_ready(
+        self, items: Sequence[InputItem], busy: Callable[[], bool] | None = None, decoder: VideoDecoder | None = None
+    ) -> Iterator[_Ready | Prediction | None]:
         videos: list[tuple[int, str]] = []
         for i, it in enumerate(items):
             if it.kind == "invalid":
@@ -485,13 +259,13 @@ class Classifier:
             else:
                 yield from self._tfrecord_ready(i, it.path)
         if videos:
-            yield from self._video_ready(videos, {i: it.path for i, it in enumerate(items)})
+            yield from self._video_ready(videos, {i: it.path for i, it in enumerate(items)}, busy, decoder)
 
     def _npy_ready(self, i: int, path: str) -> _Ready | Prediction:
         try:
             x = _read_npy(path, self.level)
         except (OSError, ValueError, EOFError) as e:
-            return Prediction(path, "npy", (i, 0), error=_one_line(f"{path}: not a feature array ({e})"))
+            return Prediction(path, "npy", (i, 0), error=one_line(f"{path}: not a feature array ({e})"))
         return _Ready((i, 0), path, "npy", x)
 
     def _tfrecord_ready(self, i: int, path: str) -> Iterator[_Ready | Prediction]:
@@ -501,26 +275,30 @@ class Classifier:
                 yield _Ready((i, j), f"{path}#{vid}", "tfrecord", x, video_id=vid)
         except Exception as e:  # CRC mismatch, truncated record, bad protobuf: report, go on
             log.debug("error reading %s", path, exc_info=True)
-            yield Prediction(path, "tfrecord", (i, j + 1), error=_one_line(f"{path}: {e}"))
+            yield Prediction(path, "tfrecord", (i, j + 1), error=one_line(f"{path}: {e}"))
 
-    def _video_ready(self, videos: list[tuple[int, str]], paths: dict[int, str]) -> Iterator[_Ready | Prediction | None]:
-        o = self.options
-        if self.kind == "pixels":
-            fps = float(self.spec["fps"])
-            size = (int(self.spec["size"][0]), int(self.spec["size"][1]))
-            audio_rate = None
-        else:
-            fps, size, audio_rate = (
-                self.feature_extractor.fps, self.feature_extractor.size, self.feature_extractor.sample_rate
-            )
-        job_args = dict(
-            fps=fps, size=size, max_frames=o.max_frames, n_thumbs=o.thumbnails,
-            thumb_height=o.thumb_height, audio_rate=audio_rate,
-            threads=1 if o.workers > 0 else 0,  # one decoder thread per worker process
-        )
-        max_inflight = max(2 * o.workers, o.workers + o.batch_size)
-        for d in _iter_decoded(videos, job_args, o.workers, max_inflight):
-            if d is _IDLE or d is _SPARE:
+    def _video_ready(
+        self,
+        videos: list[tuple[int, str]],
+        paths: dict[int, str],
+        busy: Callable[[], bool] | None = None,
+        decoder: VideoDecoder | None = None,
+    ) -> Iterator[_Ready | Prediction | None]:
+        if decoder is None:
+            if self.kind == "pixels":
+                fps, size, audio_rate = float(self.spec["fps"]), tuple(self.spec["size"]), None
+            else:
+                fx = self.feature_extractor
+                fps, size, audio_rate = fx.fps, fx.size, fx.sample_rate
+            decoder = VideoDecoder(videos, fps=fps, size=size, audio_rate=audio_rate, **decoder_options(self.options))
+        elif decoder.jobs != videos or self.kind != "pixels" or (decoder.fps, decoder.size) != (
+            float(self.spec["fps"]), tuple(int(v) for v in self.spec["size"])
+        ):
+            decoder.close()
+            raise ValueError("the decoder was started for other videos or another input spec than this model's")
+        decoder.busy = busy
+        for d in decoder:
+            if d is IDLE or d is SPARE:
                 yield d
                 continue
             path = paths[d.index]
@@ -528,13 +306,13 @@ class Classifier:
                 yield Prediction(path, "video", (d.index, 0), error=d.error, thumbnails=d.thumbnails)
                 continue
             x = d.x
-            duration = round(x.shape[0] / fps, 3)
+            duration = round(x.shape[0] / decoder.fps, 3)
             if self.kind == "features":
                 try:
                     x = self.feature_extractor.extract(x, d.audio)  # float32 (T, 1152)
                 except Exception as e:
                     log.debug("feature extraction failed for %s", path, exc_info=True)
-                    yield Prediction(path, "video", (d.index, 0), error=_one_line(f"{path}: feature extraction failed ({e})"))
+                    yield Prediction(path, "video", (d.index, 0), error=one_line(f"{path}: feature extraction failed ({e})"))
                     continue
                 if self.level == "video":
                     x = x.mean(axis=0, keepdims=True)
@@ -565,7 +343,11 @@ class Classifier:
         for b, r in enumerate(batch):
             x[b, : r.x.shape[0]] = r.x
         xt = torch.from_numpy(x).to(self.device, non_blocking=True)
-        logits = self.model(xt, lengths.to(self.device)).float()  # (B, K)
+        yield from self._predictions(batch, self.model(xt, lengths.to(self.device)))
+
+    def _predictions(self, batch: list[_Ready], logits: torch.Tensor) -> Iterator[Prediction]:
+        """Predictions of `batch` from their logits (B, K)."""
+        logits = logits.float()
         scores = torch.sigmoid(logits) if self.ckpt.multi_label else torch.softmax(logits, dim=-1)
         k = min(max(self.options.top_k, SUBMISSION_TOP), scores.shape[1])
         top_s, top_i = scores.topk(k, dim=-1)
@@ -614,12 +396,16 @@ def classify(
     options: InferenceOptions = InferenceOptions(),
     feature_extractor: Any = None,
     on_prediction: Callable[[Prediction], None] | None = None,
+    decoder: VideoDecoder | None = None,
+    start: float | None = None,
 ) -> RunSummary:
-    """Classify `items` (from `discover_inputs`); returns all predictions in input order + timing."""
+    """Classify `items` (from `discover_inputs`); returns all predictions in input order + timing.
+    `decoder`: the videos' decoder if already started (see `Classifier.run`); `start`: the
+    `time.perf_counter()` the run's time counts from (default: now)."""
     clf = Classifier(ckpt, options=options, feature_extractor=feature_extractor)
-    start = time.perf_counter()
+    start = time.perf_counter() if start is None else start
     preds = []
-    for p in clf.run(items):
+    for p in clf.run(items, decoder):
         preds.append(p)
         if on_prediction is not None:
             on_prediction(p)

@@ -141,6 +141,10 @@ class _TTRNNBase(nn.Module):
             h = torch.empty_like(h).index_copy_(0, order, h)  # back to input order
         return self.classifier(h)  # (B, K)
 
+    def stream(self) -> ClipStream:
+        """A continuous batch for inference (see `ClipStream`)."""
+        return ClipStream(self)
+
     def _run_steps(self, steps: Sequence[torch.Tensor], rec_mask: torch.Tensor | None) -> torch.Tensor:
         """The recurrence over steps of non-increasing row counts (clips sorted longest first):
         step t holds the gate inputs (n_t, G*H) of the n_t clips still running, so the batch
@@ -209,9 +213,9 @@ class TTGRU(_TTRNNBase):
         hd = h if rec_mask is None else h * rec_mask  # (n, H)
         if self.config.cell == "keras":
             U_zr, U_h = weights  # (H, 2H), (H, H)
-            zr = torch.sigmoid(torch.addmm(gx_t[:, : 2 * H], hd, U_zr))  # (n, 2H)
-            z, r = zr[:, :H], zr[:, H:]
-            cand = torch.tanh(torch.addmm(gx_t[:, 2 * H :], r * hd, U_h))  # reset BEFORE the matmul
+            # in-place activations on the fresh matmul outputs: fewer ops and allocations per step
+            z, r = torch.addmm(gx_t[:, : 2 * H], hd, U_zr).sigmoid_().chunk(2, dim=1)  # (n, H) each
+            cand = torch.addmm(gx_t[:, 2 * H :], r * hd, U_h).tanh_()  # reset BEFORE the matmul
         else:
             (U,) = weights  # (H, 3H)
             gh = torch.addmm(self.recurrent_bias, hd, U)  # (n, 3H)
@@ -251,3 +255,71 @@ class TTLSTM(_TTRNNBase):
         i, f, o = torch.sigmoid(a[:, :H]), torch.sigmoid(a[:, H : 2 * H]), torch.sigmoid(a[:, 3 * H :])
         c = f * c + i * torch.tanh(a[:, 2 * H : 3 * H])
         return o * torch.tanh(c), c
+
+
+class ClipStream:
+    """Continuous batching of a TT-RNN at inference: clips join the running batch as they arrive and
+    leave it after their last frame; each step advances every clip in the stream by one frame (its
+    own frame: a clip that joined later is at an earlier frame).
+
+        stream = model.eval().stream()       # under torch.inference_mode()
+        stream.add("a.mp4", frames_a)        # uint8 (T, H, W, 3) or (T, D)
+        done = stream.advance(16)            # [(key, logits (K,))] of the clips that ended
+        stream.add("b.mp4", frames_b)        # joins at its frame 0 while a.mp4 goes on
+        done += stream.advance()             # everything, to the end
+
+    For classifying videos that other processes decode: a clip starts as soon as it is decoded
+    instead of waiting for a batch, no frame is padded, and the clips in flight share each step's
+    recurrent matmuls. Each clip gets the logits `model(x[None], tensor([T]))` gives it alone (its
+    rows never mix with other rows; tested).
+    """
+
+    def __init__(self, model: _TTRNNBase) -> None:
+        assert not model.training, "ClipStream is for inference: call model.eval() first"
+        self.model = model
+        self._weights = model._step_weights()
+        self._keys: list = []  # the clips in the stream, in row order
+        self._gates: list[torch.Tensor] = []  # per clip (T, G*H): its TT input map
+        self._pos: list[int] = []  # per clip: its next frame
+        self._state: tuple[torch.Tensor, ...] = ()  # (n, H) per state tensor, rows in _keys order
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, key, frames: torch.Tensor) -> None:
+        """Start a clip: the TT input map runs now, on all of its frames at once."""
+        m = self.model
+        rows = frames.reshape(frames.shape[0], -1)  # (T, D)
+        assert rows.shape[0] >= 1 and rows.shape[1] == m.in_features, (
+            f"clip {key!r}: frames of shape {tuple(frames.shape)} do not fit the model ({m.in_features} values each)"
+        )
+        gates = m._map_frames(rows, rows.new_zeros(rows.shape[0], dtype=torch.long), None)  # (T, G*H)
+        zero = m._zero_state(gates[:1])  # (1, H) each
+        self._state = tuple(torch.cat([s, z]) for s, z in zip(self._state, zero)) if self._keys else zero
+        self._keys.append(key)
+        self._gates.append(gates)
+        self._pos.append(0)
+
+    def advance(self, steps: int | None = None) -> list[tuple[object, torch.Tensor]]:
+        """Run up to `steps` steps (None: until every clip has ended); return (key, logits (K,))
+        for each clip that ended."""
+        done = []
+        while self._keys and (steps is None or steps > 0):
+            left = [g.shape[0] - p for g, p in zip(self._gates, self._pos)]
+            k = min(left) if steps is None else min(*left, steps)  # up to the next clip's end
+            # (k, n, G*H): row i of step t is clip i's frame pos_i + t
+            gx = torch.stack([g[p : p + k] for g, p in zip(self._gates, self._pos)], dim=1)
+            for gx_t in gx.unbind(0):
+                self._state = self.model._cell(gx_t, self._state, None, self._weights)
+            self._pos = [p + k for p in self._pos]
+            steps = None if steps is None else steps - k
+            ended = [i for i, n in enumerate(left) if n == k]
+            if ended:
+                logits = self.model.classifier(self._state[0][ended])  # (e, K)
+                done += [(self._keys[i], logits[j]) for j, i in enumerate(ended)]
+                live = [i for i, n in enumerate(left) if n > k]
+                self._keys, self._gates, self._pos = (
+                    [xs[i] for i in live] for xs in (self._keys, self._gates, self._pos)
+                )
+                self._state = tuple(s[live] for s in self._state)
+        return done

@@ -136,6 +136,41 @@ def test_same_predictions_alone_and_in_a_batch(cli_run, folder, checkpoint):
         np.testing.assert_allclose([s for _, s in p.labels], [r["score"] for r in rows[name]["labels"]], atol=2e-6)
 
 
+def test_continuous_and_windowed_batching_give_the_same_predictions(folder, checkpoint):
+    """The TT-RNN's continuous batching (clips join and leave a running batch) and padded,
+    length-bucketed batches: the same labels and scores for every clip."""
+    ckpt, items = load_checkpoint(checkpoint), discover_inputs([folder])
+    runs = {
+        stream: classify(items, ckpt, options=InferenceOptions(workers=2, batch_size=2, top_k=3, stream=stream))
+        for stream in (True, False)
+    }
+    a, b = runs[True].predictions, runs[False].predictions
+    assert [p.path for p in a] == [p.path for p in b] and sum(p.ok for p in a) == len(GOOD)
+    for p, q in zip(a, b):
+        assert (p.error, p.frames, [n for n, _ in p.labels]) == (q.error, q.frames, [n for n, _ in q.labels])
+        np.testing.assert_allclose([v for _, v in p.labels], [v for _, v in q.labels], atol=2e-6)
+
+
+def test_a_decoder_started_for_another_spec_is_refused(folder, checkpoint):
+    from app.inputs import video_decoder
+
+    items, options = discover_inputs([folder]), InferenceOptions(workers=1)
+    decoder = video_decoder(items, {"kind": "pixels", "size": [16, 12], "fps": FPS}, options)
+    with pytest.raises(ValueError, match="another input spec"):
+        classify(items, load_checkpoint(checkpoint), options=options, decoder=decoder)
+
+
+def test_the_decoders_start_before_torch_is_imported():
+    """`classify` forks its decoding workers, then imports torch (seconds) while they decode: the
+    modules it needs until then must not import torch."""
+    code = (
+        "import sys, app.__main__, app.commands.classify, app.checkpoint, app.inputs, preprocessing; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
 class _Rows(HTMLParser):
     def __init__(self):
         super().__init__()

@@ -145,6 +145,44 @@ def test_shrinking_batch_equals_the_masked_loop_with_gradients(name, cell):
     assert out["shrinking"][1][2, 1:].abs().max() == 0  # steps after a clip's end get no gradient
 
 
+@pytest.mark.parametrize("name,cell", [("tt_gru", "keras"), ("tt_gru", "cudnn"), ("tt_lstm", None)])
+def test_clip_stream_gives_each_clip_its_logits_alone(name, cell):
+    """Continuous batching (inference): clips join while others are mid-way, leave at their own
+    ends, and chunks of steps stop anywhere; each clip's logits are those of the model on that
+    clip alone (float64: the rows of a step never mix)."""
+    kw = {} if cell is None else {"cell": cell}
+    model = _randomize(create_model(name, **kw, **TINY)).double()
+    g = torch.Generator().manual_seed(2)
+    clips = [torch.randint(0, 256, (n, 72), dtype=torch.uint8, generator=g) for n in (9, 1, 4, 6, 3)]
+    with torch.inference_mode():
+        alone = [model(c[None], torch.tensor([c.shape[0]]))[0] for c in clips]
+        stream, got = model.stream(), {}
+        stream.add(0, clips[0])
+        got.update(stream.advance(2))  # clip 0 at frame 2
+        stream.add(1, clips[1].view(1, 6, 4, 3))  # (T, H, W, 3) frames work too; ends after one step
+        stream.add(2, clips[2])
+        got.update(stream.advance(1))
+        assert list(got) == [1] and len(stream) == 2
+        got.update(stream.advance(0))  # no step
+        stream.add(3, clips[3])
+        got.update(stream.advance(5))  # clip 2 ends inside this chunk, clip 0 at its last frame
+        stream.add(4, clips[4])
+        got.update(stream.advance())
+        assert len(stream) == 0 and stream.advance() == []
+    assert sorted(got) == list(range(5))
+    for i, ref in enumerate(alone):
+        torch.testing.assert_close(got[i], ref, rtol=1e-10, atol=1e-12, msg=f"clip {i}")
+
+
+def test_clip_stream_refuses_frames_of_another_size_and_training_mode():
+    model = create_model("tt_gru", **TINY)
+    with pytest.raises(AssertionError, match="inference"):
+        model.stream()
+    stream = model.eval().stream()
+    with pytest.raises(AssertionError, match="do not fit the model"):
+        stream.add("x", torch.zeros(3, 71, dtype=torch.uint8))
+
+
 def test_fused_gate_layout_and_init():
     model = create_model("tt_lstm", **TINY)
     (fused,) = model.input_maps

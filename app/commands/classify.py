@@ -39,13 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
+    import time
 
-    from app.checkpoint import CheckpointError, load_checkpoint
-    from app.inference import InferenceOptions, classify, discover_inputs, resolve_device
-    from app.report import write_report
+    from app.checkpoint import CheckpointError, read_input_spec
+    from app.inputs import InferenceOptions, discover_inputs, video_decoder
 
+    start = time.perf_counter()
     if not args.inputs:
         raise UsageError("no inputs: give video files, folders, TFRecord files or .npy arrays to classify")
     for name, value in (("--top-k", args.top_k), ("--batch-size", args.batch_size)):
@@ -58,10 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.exists(args.checkpoint) and not os.path.exists(Path(args.checkpoint).with_suffix(".json")):
         raise UsageError(f"checkpoint not found: {args.checkpoint}")
     try:
-        ckpt = load_checkpoint(args.checkpoint)
+        spec = read_input_spec(args.checkpoint)
     except CheckpointError as e:
         raise UsageError(" ".join(str(e).split())) from None
-
     items = discover_inputs(args.inputs)
     if not items:
         raise UsageError(f"no input files found in {' '.join(args.inputs)}")
@@ -69,6 +67,28 @@ def run(args: argparse.Namespace) -> int:
         top_k=args.top_k, batch_size=args.batch_size, workers=args.workers,
         device=args.device, max_frames=args.max_frames,
     )
+    # A pixel model's videos start decoding now, in worker processes forked before torch is imported
+    # (a lighter fork); importing torch and loading the model (seconds) overlap the decoding.
+    decoder = video_decoder(items, spec, options) if args.workers > 0 else None
+    try:
+        return _classify(args, items, options, decoder, start)
+    finally:
+        if decoder is not None:
+            decoder.close()
+
+
+def _classify(args: argparse.Namespace, items: list, options, decoder, start: float) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from app.checkpoint import CheckpointError, load_checkpoint
+    from app.inference import classify, resolve_device
+    from app.report import write_report
+
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except CheckpointError as e:
+        raise UsageError(" ".join(str(e).split())) from None
     extractor = None
     if ckpt.input_spec.get("kind") == "features" and any(it.kind == "video" for it in items):
         from preprocessing.features import FeatureExtractorError, load_feature_extractor
@@ -100,7 +120,10 @@ def run(args: argparse.Namespace) -> int:
         total=None if has_records else len(items), unit="video", desc="classify",
         disable=args.no_progress, file=sys.stderr, dynamic_ncols=True,
     ) as bar:
-        result = classify(items, ckpt, options=options, feature_extractor=extractor, on_prediction=lambda p: bar.update(1))
+        result = classify(
+            items, ckpt, options=options, feature_extractor=extractor, on_prediction=lambda p: bar.update(1),
+            decoder=decoder, start=start,
+        )
     preds = result.predictions
 
     _write_outputs(out, preds, ckpt)
@@ -120,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     if len(failed) > 20:
         print(f"... and {len(failed) - 20} more failures (see predictions.jsonl)", file=sys.stderr)
     print(
-        f"{result.n_ok} ok, {result.n_failed} failed, {result.videos_per_second:.2f} videos/s; "
+        f"{result.n_ok} ok, {result.n_failed} failed, {result.seconds:.1f} s ({result.videos_per_second:.2f} videos/s, "
+        f"loading torch and the model included); "
         f"report: {out / 'report.html'}"
     )
     return 3 if failed else 0
