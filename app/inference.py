@@ -133,10 +133,14 @@ class _Ready:
     order: tuple[int, int]
     path: str
     kind: str
-    x: np.ndarray  # (T, ...) one input, unpadded
+    x: np.ndarray | None  # (T, ...) one input, unpadded (None once a stream holds it)
     video_id: str | None = None
     thumbnails: list[bytes] = field(default_factory=list)
     duration: float | None = None
+    frames: int = 0  # T
+
+    def __post_init__(self) -> None:
+        self.frames = int(self.x.shape[0])
 
 
 class Classifier:
@@ -224,8 +228,9 @@ class Classifier:
             elif isinstance(ready, Prediction):  # an error or an unusable input
                 yield ready
             else:
-                waiting[ready.order] = ready
                 stream.add(ready.order, torch.from_numpy(ready.x).to(self.device))
+                ready.x = None  # the stream keeps what it needs (the TT map of the frames), not the pixels
+                waiting[ready.order] = ready
         for key, logits in stream.advance():
             yield from self._predictions([waiting.pop(key)], logits[None])
 
@@ -362,7 +367,7 @@ class Classifier:
                 labels=[(names[c], s) for c, s in zip(top_i[b][: self.options.top_k], top_s[b][: self.options.top_k])],
                 top_indices=top_i[b][:SUBMISSION_TOP],
                 top_scores=top_s[b][:SUBMISSION_TOP],
-                frames=int(r.x.shape[0]),
+                frames=r.frames,
                 duration=r.duration,
                 thumbnails=r.thumbnails,
             )
