@@ -126,9 +126,13 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_input_spec(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint's input spec, from its sidecar alone (checked; no torch, no weights read)."""
+    """The checkpoint's input spec, from its sidecar alone (checked, and its weights file exists;
+    no torch, no weights read)."""
     meta = read_meta(path)
-    _check_meta(meta, Path(meta["_json_path"]))
+    js = Path(meta["_json_path"])
+    _check_meta(meta, js)
+    if not _weights_path(meta, js).is_file():
+        raise CheckpointError(f"{_weights_path(meta, js)}: the weights file its sidecar {js.name} names is missing")
     return dict(meta["input_spec"])
 
 
@@ -143,7 +147,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
     meta = read_meta(path)
     js = Path(meta["_json_path"])
     _check_meta(meta, js)
-    weights = js.parent / Path(meta.get("weights", js.with_suffix(".safetensors").name)).name
+    weights = _weights_path(meta, js)
     try:
         # on the meta device: no memory and no random init for weights that are about to be replaced
         with torch.device("meta"):
@@ -231,6 +235,11 @@ def _check_meta(meta: dict[str, Any], js: Path) -> None:
             raise bad("a pixel input_spec needs a positive fps")
     elif not _positive(spec.get("dims", 1152), int) or spec.get("level", "frame") not in ("video", "frame"):
         raise bad('a feature input_spec needs positive integer dims and level "video" or "frame"')
+
+
+def _weights_path(meta: dict[str, Any], js: Path) -> Path:
+    """The weights file beside the sidecar (a bare file name: a sidecar cannot point elsewhere)."""
+    return js.parent / Path(meta.get("weights", js.with_suffix(".safetensors").name)).name
 
 
 def _sha256(path: Path) -> str:

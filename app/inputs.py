@@ -242,6 +242,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 IDLE = None  # yielded by VideoDecoder when no video is ready yet
 SPARE = "spare"  # ... and, besides, a worker sits idle (no videos left to hand out): a core is free
 
+
 class VideoDecoder:
     """Decodes videos [(index, path)] with `video_to_array` (the cache builder's decoder) in
     `workers` processes, largest files first; iterate for the results as they finish (not in

@@ -84,3 +84,6 @@ def test_usage_errors_are_one_line(tmp_path, cli):
     _sidecar(tmp_path / "x.json", "x.safetensors")
     r = cli("classify", empty, "--checkpoint", tmp_path / "x.json", "--output", tmp_path / "out")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    r = cli("classify", SAMPLE, "--checkpoint", tmp_path / "x.json", "--output", tmp_path / "out")
+    assert r.returncode == 2 and r.stderr.strip().endswith("x.safetensors: the weights file its sidecar x.json names is missing")
+    assert not (tmp_path / "out").exists()  # refused before any video was decoded or output written
