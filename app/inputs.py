@@ -11,10 +11,12 @@ on a small machine), so the first videos are decoded by the time the model is re
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import glob
 import logging
 import multiprocessing
 import os
+import signal
 import stat
 import struct
 import sys
@@ -306,10 +308,19 @@ class VideoDecoder:
             self._running[self._pool.submit(_decode_video_job, index, path, **self.job_args)] = index
 
     def close(self) -> None:
-        """Stop handing out videos; no waiting for the workers to exit (~20 ms)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """Stop handing out videos; no waiting for the workers to exit (~20 ms). Videos still being
+        decoded (the run stopped early: an error, Ctrl-C) are abandoned: their workers are
+        terminated, else the interpreter's exit would wait for them."""
+        if self._pool is None:
+            return
+        workers = list(getattr(self._pool, "_processes", None) or {})  # pids; CPython's executor keeps them there
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+        if self._running:
+            self._running = {}
+            for pid in workers:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
 
     def __iter__(self) -> Iterator[DecodedVideo | None]:
         if self.workers <= 0:

@@ -1,4 +1,5 @@
-"""A decoder process that dies (a segfault in FFmpeg, the OOM killer) must cost only its own video.
+"""A decoder process that dies (a segfault in FFmpeg, the OOM killer) must cost only its own video;
+a decoder closed before its videos are done stops its workers.
 
 The decoder is replaced by one that kills its worker process for one file, so the crash is real (the
 process pool breaks, with every video in flight); the retry logic under test is the real one.
@@ -31,3 +32,39 @@ def test_a_crashing_decoder_fails_only_its_own_video(monkeypatch, tmp_path):
     assert sorted(d.index for d in out) == list(range(8))  # every video exactly once
     errors = {d.index: d.error for d in out if d.error}
     assert list(errors) == [2] and errors[2].endswith("crash.mp4: the decoder process crashed"), errors
+
+
+def _decode_slowly(index, path, **kwargs):  # module level: the pool pickles it by name
+    time.sleep(60)
+    return inputs.DecodedVideo(index, x=np.zeros((1, 2, 2, 3), np.uint8))
+
+
+def test_closing_a_decoder_early_stops_its_workers(monkeypatch, tmp_path):
+    """A run that stops before its videos are decoded (an error after the decoders started, Ctrl-C)
+    must not leave workers decoding: the interpreter's exit would wait for them."""
+    monkeypatch.setattr(inputs, "_decode_video_job", _decode_slowly)
+    (tmp_path / "v.mp4").write_bytes(b"x" * 100)
+    decoder = inputs.VideoDecoder([(0, str(tmp_path / "v.mp4"))] * 2, fps=24.0, size=(2, 2), workers=2)
+    pids = list(decoder._pool._processes)
+    assert len(pids) == 2
+    start = time.monotonic()
+    decoder.close()
+    for pid in pids:
+        while time.monotonic() - start < 10:
+            try:
+                os.kill(pid, 0)  # still there (a zombie until reaped counts as gone below)
+            except ProcessLookupError:
+                break
+            if _zombie(pid):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"worker {pid} still running 10 s after close()")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
