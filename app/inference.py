@@ -211,7 +211,8 @@ class Classifier:
         running batch at once and leaves it after its last frame, so nothing is padded and nothing
         waits for a batch to fill. While the decoders have nothing ready, the stream runs
         `stream_chunk` steps, then looks for new videos. With every core decoding it runs only while
-        it holds a full batch (fewer rows per step would only add CPU work) until a core is free."""
+        it holds a full batch (fewer rows per step would only add CPU work) until a core is free.
+        It never holds more than `batch_size + 1` clips."""
         stream = self.model.stream()
         waiting: dict[tuple[int, int], _Ready] = {}
         spare = self._overlap()
@@ -231,6 +232,11 @@ class Classifier:
                 stream.add(ready.order, torch.from_numpy(ready.x).to(self.device))
                 ready.x = None  # the stream keeps what it needs (the TT map of the frames), not the pixels
                 waiting[ready.order] = ready
+                # Past a full batch, run until a clip leaves before taking the next: this bounds the
+                # stream when decoding outpaces the model or gives no idle moment (--workers 0).
+                while len(stream) > self.options.batch_size:
+                    for key, logits in stream.advance(self.options.stream_chunk):
+                        yield from self._predictions([waiting.pop(key)], logits[None])
         for key, logits in stream.advance():
             yield from self._predictions([waiting.pop(key)], logits[None])
 
@@ -410,10 +416,14 @@ def classify(
     clf = Classifier(ckpt, options=options, feature_extractor=feature_extractor)
     start = time.perf_counter() if start is None else start
     preds = []
-    for p in clf.run(items, decoder):
-        preds.append(p)
-        if on_prediction is not None:
-            on_prediction(p)
+    try:
+        for p in clf.run(items, decoder):
+            preds.append(p)
+            if on_prediction is not None:
+                on_prediction(p)
+    finally:
+        if decoder is not None:  # also when no video reached it (all refused) or the run failed
+            decoder.close()
     seconds = time.perf_counter() - start
     preds.sort(key=lambda p: p.order)
     return RunSummary(preds, seconds, len(preds) / seconds if seconds > 0 else 0.0)

@@ -302,10 +302,17 @@ class VideoDecoder:
             max_workers=self.workers, mp_context=_pool_context(), initializer=_quiet_worker, initargs=(os.getpid(),)
         )
 
-    def _submit(self, queue: list[tuple[int, str]], limit: int) -> None:
+    def _submit(self, queue: list[tuple[int, str]], limit: int) -> bool:
+        """Hand out videos up to `limit` in flight; False if the pool is broken (a worker died
+        since the last look), with the video that could not be handed out back in `queue`."""
         while queue and len(self._running) < limit:
             index, path = queue.pop()
-            self._running[self._pool.submit(_decode_video_job, index, path, **self.job_args)] = index
+            try:
+                self._running[self._pool.submit(_decode_video_job, index, path, **self.job_args)] = index
+            except cf.process.BrokenProcessPool:
+                queue.append((index, path))
+                return False
+        return True
 
     def close(self) -> None:
         """Stop handing out videos; no waiting for the workers to exit (~20 ms). Videos still being
@@ -341,8 +348,18 @@ class VideoDecoder:
         queue, limit = (self._suspects, 1) if alone else (self._todo, self.max_inflight)
         broken = False
         while (queue or self._running) and not broken:
-            self._submit(queue, limit)
-            done, _ = cf.wait(self._running, timeout=0, return_when=cf.FIRST_COMPLETED)
+            if not self._submit(queue, limit):  # a worker died since the last look
+                done, _ = cf.wait(self._running, return_when=cf.ALL_COMPLETED)  # the crash fails these too
+                if not done:  # no video in flight to blame: the next one is tried alone
+                    index, path = queue.pop()
+                    if alone:  # ... and a fresh pool broke before it could take it
+                        yield DecodedVideo(index, error=f"{path}: the decoder process crashed")
+                    else:
+                        self._suspects.append((index, path))
+                    self.close()
+                    return
+            else:
+                done, _ = cf.wait(self._running, timeout=0, return_when=cf.FIRST_COMPLETED)
             if not done:
                 # nothing ready: the consumer may work before we block
                 free = not (self._todo or self._suspects) and len(self._running) < self.workers

@@ -151,6 +151,28 @@ def test_continuous_and_windowed_batching_give_the_same_predictions(folder, chec
         np.testing.assert_allclose([v for _, v in p.labels], [v for _, v in q.labels], atol=2e-6)
 
 
+def test_the_stream_stays_bounded_and_predicts_while_decoding(folder, checkpoint, monkeypatch):
+    """With --workers 0 the decoders never leave the model an idle moment: the stream must still
+    run once it holds a full batch, so memory stays bounded and predictions come out along the way."""
+    from app.inference import Classifier
+    from models.tt_rnn import ClipStream
+
+    events = []
+    add = ClipStream.add
+
+    def spy(stream, key, frames):
+        add(stream, key, frames)
+        events.append(("add", len(stream)))
+
+    monkeypatch.setattr(ClipStream, "add", spy)
+    clf = Classifier(load_checkpoint(checkpoint), options=InferenceOptions(workers=0, batch_size=2))
+    for p in clf.run(discover_inputs([folder])):
+        events.append(("prediction", p.ok))
+    adds = [i for i, (kind, _) in enumerate(events) if kind == "add"]
+    assert len(adds) == len(GOOD) and max(n for kind, n in events if kind == "add") <= 3
+    assert any(events[i] == ("prediction", True) for i in range(adds[-1])), events  # before the last video
+
+
 def test_a_decoder_started_for_another_spec_is_refused(folder, checkpoint):
     from app.inputs import video_decoder
 
@@ -160,12 +182,18 @@ def test_a_decoder_started_for_another_spec_is_refused(folder, checkpoint):
         classify(items, load_checkpoint(checkpoint), options=options, decoder=decoder)
 
 
-def test_the_decoders_start_before_torch_is_imported():
+def test_the_decoders_start_before_torch_is_imported(tmp_path):
     """`classify` forks its decoding workers, then imports torch (seconds) while they decode: the
-    modules it needs until then must not import torch."""
+    real command, up to the point where it would import torch, must not have imported it."""
     code = (
-        "import sys, app.__main__, app.commands.classify, app.checkpoint, app.inputs, preprocessing; "
-        "assert 'torch' not in sys.modules, 'torch was imported'"
+        "import sys; import app.commands.classify as c; from app.__main__ import main\n"
+        "seen = {}\n"
+        "def rest(args, items, options, decoder, start):\n"
+        "    seen.update(torch='torch' in sys.modules, decoding=decoder is not None)\n"
+        "    return 0\n"
+        "c._classify = rest\n"
+        f"assert main(['classify', 'data/samples', '--checkpoint', 'data/models/demo_tt_gru', '--output', {str(tmp_path)!r}]) == 0\n"
+        "assert seen == {'torch': False, 'decoding': True}, seen\n"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -9,6 +9,7 @@ import os
 import time
 
 import numpy as np
+import pytest
 
 from app import inputs
 
@@ -20,18 +21,25 @@ def _decode_or_die(index, path, **kwargs):  # module level: the pool pickles it 
     return inputs.DecodedVideo(index, x=np.zeros((1, 2, 2, 3), np.uint8))
 
 
-def test_a_crashing_decoder_fails_only_its_own_video(monkeypatch, tmp_path):
+@pytest.mark.parametrize("n,crasher,max_inflight,consumer_s", [(8, 2, 8, 0.0), (16, 6, 2, 0.08)])
+def test_a_crashing_decoder_fails_only_its_own_video(monkeypatch, tmp_path, n, crasher, max_inflight, consumer_s):
+    """All videos in flight at once; or few in flight and a consumer that works between results
+    (as the model does), so the pool is found broken when the next video is handed out."""
     monkeypatch.setattr(inputs, "_decode_video_job", _decode_or_die)  # forked workers inherit it
     jobs = []
-    for i in range(8):
-        path = tmp_path / ("crash.mp4" if i == 2 else f"v{i}.mp4")
-        path.write_bytes(b"x" * 100 * (8 - i))  # the crasher is among the first handed out
+    for i in range(n):
+        path = tmp_path / ("crash.mp4" if i == crasher else f"v{i}.mp4")
+        path.write_bytes(b"x" * 100 * (n - i))  # handed out in index order (largest first)
         jobs.append((i, str(path)))
-    decoder = inputs.VideoDecoder(jobs, fps=24.0, size=(2, 2), workers=2, max_inflight=8)
-    out = [d for d in decoder if isinstance(d, inputs.DecodedVideo)]
-    assert sorted(d.index for d in out) == list(range(8))  # every video exactly once
+    decoder = inputs.VideoDecoder(jobs, fps=24.0, size=(2, 2), workers=2, max_inflight=max_inflight)
+    out = []
+    for d in decoder:
+        if isinstance(d, inputs.DecodedVideo):
+            out.append(d)
+            time.sleep(consumer_s)
+    assert sorted(d.index for d in out) == list(range(n))  # every video exactly once
     errors = {d.index: d.error for d in out if d.error}
-    assert list(errors) == [2] and errors[2].endswith("crash.mp4: the decoder process crashed"), errors
+    assert list(errors) == [crasher] and errors[crasher].endswith("crash.mp4: the decoder process crashed"), errors
 
 
 def _decode_slowly(index, path, **kwargs):  # module level: the pool pickles it by name
