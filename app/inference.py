@@ -220,12 +220,16 @@ class Classifier:
         def runs() -> bool:
             return len(stream) >= (1 if spare else self.options.batch_size)
 
+        def advance(steps: int | None) -> Iterator[Prediction]:  # None: to the end
+            done = stream.advance(steps)
+            if done:
+                yield from self._predictions([waiting.pop(key) for key, _ in done], torch.stack([y for _, y in done]))
+
         for ready in self._iter_ready(items, busy=runs, decoder=decoder):
             if ready is IDLE or ready is SPARE:
                 spare |= ready is SPARE  # the last videos are decoding: a core is free from now on
                 if runs():
-                    for key, logits in stream.advance(self.options.stream_chunk):
-                        yield from self._predictions([waiting.pop(key)], logits[None])
+                    yield from advance(self.options.stream_chunk)
             elif isinstance(ready, Prediction):  # an error or an unusable input
                 yield ready
             else:
@@ -235,10 +239,8 @@ class Classifier:
                 # Past a full batch, run until a clip leaves before taking the next: this bounds the
                 # stream when decoding outpaces the model or gives no idle moment (--workers 0).
                 while len(stream) > self.options.batch_size:
-                    for key, logits in stream.advance(self.options.stream_chunk):
-                        yield from self._predictions([waiting.pop(key)], logits[None])
-        for key, logits in stream.advance():
-            yield from self._predictions([waiting.pop(key)], logits[None])
+                    yield from advance(self.options.stream_chunk)
+        yield from advance(None)
 
     def _overlap(self) -> bool:
         """Whether to run the model while the decoders work (a core is left for it)."""
