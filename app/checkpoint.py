@@ -131,8 +131,9 @@ def read_input_spec(path: str | os.PathLike) -> dict[str, Any]:
     meta = read_meta(path)
     js = Path(meta["_json_path"])
     _check_meta(meta, js)
-    if not _weights_path(meta, js).is_file():
-        raise CheckpointError(f"{_weights_path(meta, js)}: the weights file its sidecar {js.name} names is missing")
+    weights = _weights_path(meta, js)
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: the weights file its sidecar {js.name} names is missing")
     return dict(meta["input_spec"])
 
 

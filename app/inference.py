@@ -55,6 +55,7 @@ from app.inputs import (
     discover_inputs,
     make_thumbnails,
     one_line,
+    pixel_format,
     sniff_input,
 )
 
@@ -299,14 +300,12 @@ class Classifier:
     ) -> Iterator[_Ready | Prediction | None]:
         if decoder is None:
             if self.kind == "pixels":
-                fps, size, audio_rate = float(self.spec["fps"]), tuple(self.spec["size"]), None
+                (fps, size), audio_rate = pixel_format(self.spec), None
             else:
                 fx = self.feature_extractor
                 fps, size, audio_rate = fx.fps, fx.size, fx.sample_rate
             decoder = VideoDecoder(videos, fps=fps, size=size, audio_rate=audio_rate, **decoder_options(self.options))
-        elif decoder.jobs != videos or self.kind != "pixels" or (decoder.fps, decoder.size) != (
-            float(self.spec["fps"]), tuple(int(v) for v in self.spec["size"])
-        ):
+        elif decoder.jobs != videos or self.kind != "pixels" or (decoder.fps, decoder.size) != pixel_format(self.spec):
             decoder.close()
             raise ValueError("the decoder was started for other videos or another input spec than this model's")
         decoder.busy = busy

@@ -391,10 +391,13 @@ def video_decoder(items: Sequence[InputItem], spec: dict[str, Any], options: Inf
     videos = [(i, it.path) for i, it in enumerate(items) if it.kind == "video"]
     if spec.get("kind") != "pixels" or not videos:
         return None
-    return VideoDecoder(
-        videos, fps=float(spec["fps"]), size=(int(spec["size"][0]), int(spec["size"][1])),
-        **decoder_options(options),
-    )
+    fps, size = pixel_format(spec)
+    return VideoDecoder(videos, fps=fps, size=size, **decoder_options(options))
+
+
+def pixel_format(spec: dict[str, Any]) -> tuple[float, tuple[int, int]]:
+    """(fps, (W, H)) of a pixel input spec, as the decoder takes them."""
+    return float(spec["fps"]), (int(spec["size"][0]), int(spec["size"][1]))
 
 
 def decoder_options(options: InferenceOptions) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Model overhead of `classify`: its throughput beside decoding alone, on the same folder.
 
     python -m scripts.bench_classify [--folder data/samples] [--checkpoint data/models/demo_tt_gru]
-        [--workers 1 2] [--rounds 9]
+        [--workers 1 2] [--rounds 15]
 
 For each worker count, side by side in one run (rounds alternate; the rates are medians over the
 rounds, the ratio is the median of the per-round ratios, which cancels the machine's slow drift):
@@ -33,6 +33,7 @@ import preprocessing  # noqa: F401  (imported before forking, as classify does)
 from app.__main__ import main as app_main
 from app.checkpoint import read_meta
 from app.inference import discover_inputs
+from app.inputs import pixel_format
 
 
 def _decode_one(path: str, fps: float, size: tuple[int, int]) -> int:
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     spec = read_meta(args.checkpoint)["input_spec"]
-    fps, size = float(spec["fps"]), (int(spec["size"][0]), int(spec["size"][1]))
+    fps, size = pixel_format(spec)
     items = discover_inputs([args.folder])
     paths = [it.path for it in items if it.kind == "video"]
     n = len(items)  # classify's unit: every file gets a row; decode-only is given the video candidates

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from robustness.forkserver import alive
 
 from app import inputs
 
@@ -55,24 +56,8 @@ def test_closing_a_decoder_early_stops_its_workers(monkeypatch, tmp_path):
     decoder = inputs.VideoDecoder([(0, str(tmp_path / "v.mp4"))] * 2, fps=24.0, size=(2, 2), workers=2)
     pids = list(decoder._pool._processes)
     assert len(pids) == 2
-    start = time.monotonic()
     decoder.close()
-    for pid in pids:
-        while time.monotonic() - start < 10:
-            try:
-                os.kill(pid, 0)  # still there (a zombie until reaped counts as gone below)
-            except ProcessLookupError:
-                break
-            if _zombie(pid):
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError(f"worker {pid} still running 10 s after close()")
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids), f"workers {pids} still running 10 s after close()"

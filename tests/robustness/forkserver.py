@@ -92,7 +92,7 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
@@ -132,9 +132,9 @@ class ForkServer:
         status = json.loads(self.proc.stdout.readline())["status"]
         seconds = time.monotonic() - t0
         deadline = time.monotonic() + 5
-        while any(_alive(p) for p in helpers) and time.monotonic() < deadline:
+        while any(alive(p) for p in helpers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        orphans = tuple(p for p in helpers if _alive(p))
+        orphans = tuple(p for p in helpers if alive(p))
         for p in orphans:  # started by this test: end them so they do not pile up
             os.kill(p, signal.SIGKILL)
         result = RunResult(status, out.read_text(errors="replace"), err.read_text(errors="replace"), seconds,
