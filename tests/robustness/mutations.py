@@ -1,13 +1,16 @@
-"""Do the protection tests bite? Remove each protection in a scratch copy of the repository and check
-that its test fails.
+"""Do the tests bite? Seed one realistic mistake at a time into a scratch copy of the repository
+and check that a test fails.
 
-    python -m tests.robustness.mutations            # every mutation; exit 1 if one is missed
+    python -m tests.robustness.mutations                 # every mutation; exit 1 below the 95% bar
+    python -m tests.robustness.mutations -k resume       # only those whose name or group matches
+    python -m tests.robustness.mutations --list          # the mutations, no run
 
-Each mutation replaces one exact piece of source (what "removing the protection" would look like:
-`weights_only=False`, an `exec` of .py configs, an `eval` of overrides, no path check, no escaping,
-no FIFO check, no output budget...) and names the tests that must then fail. The copy leaves out
-.venv and .git; the tests run with this interpreter. A mutation whose source text is no longer
-found is reported as "stale": update it together with the code it guards.
+Each mutation replaces one exact piece of source (a removed protection: `weights_only=False`, an
+`exec` of .py configs, no escaping...; or a plain bug: an off-by-one, a swapped argument, a wrong
+reduction) and names the tests that must then fail. The lists live beside this file, one module per
+area (`mutants_*.py`, each a `MUTATIONS` tuple); this module holds the removed protections. The
+copy leaves out .venv and .git; the tests run with this interpreter. A mutation whose source text
+is no longer found exactly once is reported as "stale": update it together with the code it guards.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Mutation:
+    """Replace `old` (found exactly once in `file`) by `new`; the pytest selection `tests` must fail."""
+
     name: str
     file: str
     old: str
@@ -98,14 +103,34 @@ MUTATIONS = (
 )
 
 
+PROTECTIONS = MUTATIONS
+AREAS = ("decode", "cache", "data", "models", "metrics", "train", "inference", "outputs")
+
+
+def all_mutations() -> list[tuple[str, Mutation]]:
+    """(area, mutation) for every seeded mistake: the protections above, then each area's module."""
+    import importlib
+
+    out = [("protections", m) for m in PROTECTIONS]
+    for area in AREAS:
+        try:
+            module = importlib.import_module(f"tests.robustness.mutants_{area}")
+        except ModuleNotFoundError as e:
+            if e.name != f"tests.robustness.mutants_{area}":
+                raise
+            continue
+        out.extend((area, m) for m in module.MUTATIONS)
+    return out
+
+
 def _copy(dest: Path) -> None:
     ignore = shutil.ignore_patterns(".venv", ".git", "runs", "cache", "out", "__pycache__", ".pytest_cache",
                                     ".ruff_cache")
     shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
 
 
-def run(mutations=MUTATIONS) -> list[tuple[str, str]]:
-    """(name, "caught" | "MISSED" | "stale") per mutation."""
+def run(mutations=MUTATIONS, on_result=None) -> list[tuple[str, str]]:
+    """(name, "caught" | "MISSED" | "stale") per mutation; `on_result(name, verdict)` as each ends."""
     results = []
     with tempfile.TemporaryDirectory(prefix="vidclass_mutations_") as tmp:
         copy = Path(tmp) / "repo"
@@ -115,6 +140,8 @@ def run(mutations=MUTATIONS) -> list[tuple[str, str]]:
             original = path.read_text()
             if original.count(m.old) != 1:
                 results.append((m.name, "stale"))
+                if on_result is not None:
+                    on_result(*results[-1])
                 continue
             path.write_text(original.replace(m.old, m.new))
             try:
@@ -124,16 +151,31 @@ def run(mutations=MUTATIONS) -> list[tuple[str, str]]:
                 path.write_text(original)
             results.append((m.name, "caught" if r.returncode == 1 else "MISSED" if r.returncode == 0 else
                             f"error (pytest exit {r.returncode})"))
+            if on_result is not None:
+                on_result(*results[-1])
     return results
 
 
-def main() -> int:
-    results = run()
-    for name, verdict in results:
-        print(f"{verdict:>8}  {name}")
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m tests.robustness.mutations", description=__doc__.split("\n")[0])
+    ap.add_argument("-k", default="", help="only mutations whose area or name contains this text")
+    ap.add_argument("--list", action="store_true", help="list the mutations and exit")
+    args = ap.parse_args(argv)
+    chosen = [(a, m) for a, m in all_mutations() if args.k.lower() in f"{a} {m.name}".lower()]
+    if args.list:
+        for area, m in chosen:
+            print(f"{area:>11}  {m.name}  ({m.file})")
+        print(f"{len(chosen)} mutations")
+        return 0
+    area_of = {m.name: a for a, m in chosen}
+    results = run([m for _, m in chosen],
+                  on_result=lambda name, verdict: print(f"{verdict:>8}  {area_of[name]:>11}  {name}", flush=True))
     caught = sum(v == "caught" for _, v in results)
-    print(f"{caught} of {len(results)} removed protections caught by a failing test")
-    return 0 if caught == len(results) else 1
+    share = caught / len(results) if results else 1.0
+    print(f"{caught} of {len(results)} seeded mistakes caught by a failing test ({100 * share:.0f}%)")
+    return 0 if share >= 0.95 else 1
 
 
 if __name__ == "__main__":
