@@ -58,6 +58,7 @@ from app.inputs import (
     pixel_format,
     sniff_input,
 )
+from preprocessing.names import printable_name, printable_text
 
 log = logging.getLogger(__name__)
 
@@ -433,12 +434,12 @@ def classify(
 def prediction_record(p: Prediction) -> dict[str, Any]:
     """The JSON object written per input to predictions.jsonl."""
     return {
-        "path": p.path,
-        "id": p.video_id,
-        "labels": [{"label": name, "score": round(score, 6)} for name, score in p.labels],
+        "path": printable_name(p.path),  # the exact bytes: preprocessing.names.name_bytes(path)
+        "id": None if p.video_id is None else printable_text(p.video_id),
+        "labels": [{"label": printable_text(name), "score": round(score, 6)} for name, score in p.labels],
         "duration": p.duration,
         "frames": p.frames,
-        "error": p.error,
+        "error": None if p.error is None else printable_text(p.error, p.path),
     }
 
 

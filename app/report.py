@@ -3,7 +3,8 @@
 Each row shows the file, a strip of thumbnails taken from the frames the model saw (JPEG data:
 URIs, so the page works offline and can be mailed), the top-k labels as bars, frames, duration and
 the error if there is one (highlighted). Columns sort on click (a few lines of inline JS; no CDN).
-Every file name, label and message goes through `html.escape`: a file named
+Names are shown in their printable form (preprocessing/names.py); every file name, label and
+message goes through `html.escape`: a file named
 `<script>alert(1)</script>.mp4` shows up as text.
 """
 
@@ -17,6 +18,7 @@ from html import escape
 
 from app.fileio import atomic_open
 from app.inference import Prediction
+from preprocessing.names import printable_name, printable_text
 
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -82,7 +84,7 @@ def render_report(
     meta = dict(details or {})
     meta.setdefault("inputs", f"{len(predictions)} ({n_ok} ok, {n_bad} failed)")
     meta.setdefault("generated", datetime.datetime.now().isoformat(timespec="seconds"))
-    meta_html = " &middot; ".join(f"<b>{escape(k)}</b>: {escape(str(v))}" for k, v in meta.items())
+    meta_html = " &middot; ".join(f"<b>{escape(k)}</b>: {escape(printable_text(str(v)))}" for k, v in meta.items())
     head = "".join(
         f'<th data-col="{i}" data-type="{kind}">{escape(name)}</th>' if kind else f"<th>{escape(name)}</th>"
         for i, (name, kind) in enumerate(_COLUMNS)
@@ -113,13 +115,15 @@ def _row(n: int, p: Prediction) -> str:
         f'<div class="bar" title="{escape(label)}: {score:.4f}">'
         f'<span class="fill" style="width:{100 * max(0.0, min(1.0, score)):.1f}%"></span>'
         f'<span class="text">{escape(label)} {score:.3f}</span></div>'
-        for label, score in p.labels
+        for label, score in ((printable_text(label), score) for label, score in p.labels)
     )
     top_label, top_score = p.labels[0] if p.labels else ("", None)
-    status = "ok" if p.ok else p.error.removeprefix(f"{p.path}: ")  # the file is in its own column
+    top_label = printable_text(top_label)
+    name = printable_name(p.path)
+    status = "ok" if p.ok else printable_text(p.error, p.path).removeprefix(f"{name}: ")  # file: own column
     cells = [
         _td(n, str(n), "num"),
-        _td(p.path, escape(p.path), "file"),
+        _td(name, escape(name), "file"),
         f'<td><div class="strip">{thumbs}</div></td>',
         _td(top_label, escape(top_label)),
         _td("" if top_score is None else f"{top_score:.6f}", "" if top_score is None else f"{top_score:.3f}", "num"),

@@ -9,6 +9,8 @@ here. Layouts (DESIGN.md, "Dataset facts"):
   multi-label (every action whose line says 1), split from the ClipSets file name.
 - `celebrities` (YouTube Celebrities): a flat folder of `.avi` files named like
   `0001_01_002_adam_sandler.avi`; the label is the name after the leading number fields.
+Clip ids, labels and groups are printable names (preprocessing/names.py): any file name works.
+
 - `folder`: any tree of videos; label = the parent folder's name; when the first folder under the root
   is `train`, `val` or `test`, that is the split (the demo set is `train/<class>/*.mp4`, `test/...`).
 """
@@ -20,6 +22,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from preprocessing.names import printable_name
 
 DATASETS = ("folder", "ucf11", "hollywood2", "celebrities")
 
@@ -82,12 +86,22 @@ def list_clips(dataset: str, root: str | os.PathLike) -> list[ClipInfo]:
     clips = {"folder": _folder, "ucf11": _ucf11, "hollywood2": _hollywood2, "celebrities": _celebrities}[
         dataset
     ](root)
+    clips = [_printable(c) for c in clips]
     if not clips:
         raise LayoutError(f"no {dataset} clips found under {root} (expected: {_EXPECTED[dataset]})")
     dupes = sorted(i for i, n in Counter(c.clip_id for c in clips).items() if n > 1)
     if dupes:
         raise LayoutError(f"clip ids occur twice under {root}: {', '.join(dupes[:5])}")
     return sorted(clips, key=lambda c: c.clip_id)
+
+
+def _printable(clip: ClipInfo) -> ClipInfo:
+    """Ids, labels and groups come from file names: keep them as text that can be written anywhere
+    (preprocessing/names.py: unchanged for valid UTF-8 names, reversible for any other)."""
+    return ClipInfo(
+        printable_name(clip.clip_id), clip.path, tuple(printable_name(label) for label in clip.labels),
+        None if clip.group is None else printable_name(clip.group), clip.split,
+    )
 
 
 _EXPECTED = {

@@ -41,6 +41,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from app.fileio import atomic_open, write_json
+from preprocessing.names import original_name
 
 CACHE_VERSION = 1
 META_FILE = "cache.json"
@@ -136,7 +137,7 @@ class CacheIndex:
 
     def source_path(self, entry: CacheEntry) -> Path:
         """The source video of `entry` (under the dataset root)."""
-        return Path(self.meta.root) / entry.path
+        return Path(self.meta.root) / original_name(entry.path)
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -294,8 +295,14 @@ def _check_names(entry: CacheEntry, where: str) -> None:
     """Refuse names that would read or write outside the cache folder or the dataset root."""
     if not _NPY_NAME.match(entry.npy):
         raise CacheError(f"{where}: entry {entry.clip_id!r} has an unsafe array name {entry.npy!r}")
-    rel = PurePosixPath(entry.path)
-    if not entry.path or rel.is_absolute() or ".." in rel.parts or "\\" in entry.path or ":" in rel.parts[0]:
+    try:
+        source = original_name(entry.path)
+    except ValueError:
+        source = ""  # not a printable name: refused below
+    rel = PurePosixPath(source)
+    # A backslash or a drive colon is only a separator on Windows; on POSIX it is part of a name.
+    windows_escape = os.name == "nt" and ("\\" in source or ":" in rel.parts[0])
+    if not source or rel.is_absolute() or ".." in rel.parts or windows_escape:
         raise CacheError(
             f"{where}: entry {entry.clip_id!r} has a source path {entry.path!r} outside the dataset root"
         )

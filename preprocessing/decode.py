@@ -402,6 +402,8 @@ def _decode_opencv(path, fps, size, stream, max_frames) -> np.ndarray:
 
     if stream not in (None, 0):
         raise _Failure(f"OpenCV cannot select video stream {stream}")
+    if not os.fsencode(path).decode("utf-8", "replace").encode("utf-8") == os.fsencode(path):
+        raise _Failure("OpenCV cannot open a file name that is not valid UTF-8")  # cv2 crashes on one
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():

@@ -38,6 +38,7 @@ from preprocessing.cache import (
     write_record,
 )
 from preprocessing.decode import VideoDecodeError, decode_video
+from preprocessing.names import printable_name, printable_text
 from preprocessing.workers import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,8 @@ def run_preprocess(
 
 
 def _relative(path: Path, root: Path) -> str:
-    return Path(path).relative_to(root).as_posix()
+    """The path under the dataset root as the cache records it (its printable form)."""
+    return printable_name(Path(path).relative_to(root).as_posix())
 
 
 def _cached_entry(cache_dir: Path, clip: ClipInfo, root: Path, meta: CacheMeta) -> CacheEntry | None:
@@ -220,7 +222,15 @@ class _Task:
 
 
 def _process(task: _Task) -> ClipResult:
-    """Decode one clip and write it to the cache (runs in a worker).
+    """Decode one clip and write it to the cache (runs in a worker); a reason is one printable line."""
+    result = _decode_and_write(task)
+    if result.reason is not None:
+        result = dataclasses.replace(result, reason=printable_text(result.reason, os.fspath(task.clip.path)))
+    return result
+
+
+def _decode_and_write(task: _Task) -> ClipResult:
+    """Decode one clip and write it to the cache.
 
     A clip that cannot be decoded is a failed clip; an error writing the cache (full disk, read-only
     folder) ends the run: recording good clips as failed videos would let training take the cache

@@ -6,8 +6,11 @@
 Folders are searched recursively and every file in them gets a row (hidden files are skipped);
 whether a file is a video is decided by decoding it, not by its extension. Writes, atomically, to
 OUT_DIR: predictions.csv (path, rank, label, score), predictions.jsonl (one object per input),
-report.html, and submission.csv (Kaggle format) when TFRecord records were classified.
-Exit code 0 when every input was classified, 3 when some failed, 2 for usage errors.
+report.html, and submission.csv (Kaggle format) when TFRecord records were classified. File names
+are written in their printable form (preprocessing/names.py); CSV text cells that a spreadsheet would
+evaluate start with a `'`. Each file is written even when another cannot be.
+Exit code 0 when every input was classified, 3 when some failed, 1 when an output could not be
+written (one `error:` line each), 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import UsageError
+from preprocessing.names import printable_name, printable_text, spreadsheet_safe
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -83,7 +87,6 @@ def _classify(args: argparse.Namespace, items: list, options, decoder, start: fl
 
     from app.checkpoint import CheckpointError, load_checkpoint
     from app.inference import classify, resolve_device
-    from app.report import write_report
 
     try:
         ckpt = load_checkpoint(args.checkpoint)
@@ -126,20 +129,16 @@ def _classify(args: argparse.Namespace, items: list, options, decoder, start: fl
         )
     preds = result.predictions
 
-    _write_outputs(out, preds, ckpt)
-    write_report(
-        out / "report.html",
-        preds,
-        details={
-            "checkpoint": str(ckpt.path),
-            "model": ckpt.model_name,
-            "classes": str(len(ckpt.class_names)),
-            "input": _describe_spec(ckpt.input_spec),
-        },
-    )
+    details = {
+        "checkpoint": str(ckpt.path),
+        "model": ckpt.model_name,
+        "classes": str(len(ckpt.class_names)),
+        "input": _describe_spec(ckpt.input_spec),
+    }
+    write_errors = _write_outputs(out, preds, details)
     failed = [p for p in preds if not p.ok]
     for p in failed[:20]:
-        print(f"failed: {p.error}", file=sys.stderr)
+        print(f"failed: {printable_text(p.error, p.path)}", file=sys.stderr)
     if len(failed) > 20:
         print(f"... and {len(failed) - 20} more failures (see predictions.jsonl)", file=sys.stderr)
     print(
@@ -147,30 +146,67 @@ def _classify(args: argparse.Namespace, items: list, options, decoder, start: fl
         f"loading torch and the model included); "
         f"report: {out / 'report.html'}"
     )
-    return 3 if failed else 0
+    for line in write_errors:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if write_errors else 3 if failed else 0
 
 
-def _write_outputs(out: Path, preds: list, ckpt) -> None:
+def _write_outputs(out: Path, preds: list, details: dict[str, str]) -> list[str]:
+    """Write every output file, each atomically; one that cannot be written does not stop the others
+    (the results are kept in whatever could be written). Returns one line per file that failed."""
+    from app.report import write_report
+
+    writers = [
+        ("predictions.jsonl", _write_jsonl),
+        ("predictions.csv", _write_csv),
+        ("report.html", lambda path, preds: write_report(path, preds, details=details)),
+    ]
+    if any(p.kind == "tfrecord" and p.ok for p in preds):
+        writers.append(("submission.csv", _write_submission))
+    errors = []
+    for name, write in writers:
+        try:
+            write(out / name, preds)
+        except OSError as e:
+            errors.append(" ".join(f"{out / name}: {e.strerror or e}".split()))
+        except Exception as e:  # a bug must not cost the other files
+            errors.append(" ".join(f"{out / name}: {type(e).__name__}: {e}".split()))
+    if len(errors) == len(writers) > 1:  # nothing could be written (a read-only or full folder): one line
+        return [f"nothing written to {out}; {errors[0]}"]
+    return errors
+
+
+def _write_jsonl(path: Path, preds: list) -> None:
     from app.fileio import atomic_open
     from app.inference import prediction_record
 
-    with atomic_open(out / "predictions.csv", "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        for p in preds:
+            f.write(json.dumps(prediction_record(p), ensure_ascii=False) + "\n")
+
+
+def _write_csv(path: Path, preds: list) -> None:
+    """path, rank, label, score: one row per (input, label); text cells a spreadsheet cannot run."""
+    from app.fileio import atomic_open
+
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "rank", "label", "score"])
         for p in preds:
+            name = spreadsheet_safe(printable_name(p.path))
             for rank, (label, score) in enumerate(p.labels, start=1):
-                w.writerow([p.path, rank, label, f"{score:.6f}"])
-    with atomic_open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
-        for p in preds:
-            f.write(json.dumps(prediction_record(p), ensure_ascii=False) + "\n")
-    records = [p for p in preds if p.kind == "tfrecord" and p.ok]
-    if records:
-        from app.metrics.yt8m import kaggle_rows
+                w.writerow([name, rank, spreadsheet_safe(printable_text(label)), f"{score:.6f}"])
 
-        # The starter's submission format; each row from that video's own top-20 (label, score) pairs.
-        with atomic_open(out / "submission.csv", "w", newline="", encoding="utf-8") as f:
-            f.write("VideoId,LabelConfidencePairs\n")
-            for p in records:
+
+def _write_submission(path: Path, preds: list) -> None:
+    """The starter's Kaggle format; each row from that video's own top-20 (label, score) pairs."""
+    from app.fileio import atomic_open
+    from app.metrics.yt8m import kaggle_rows
+
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        f.write("VideoId,LabelConfidencePairs\n")
+        for p in preds:
+            if p.kind == "tfrecord" and p.ok:
                 row = kaggle_rows([p.video_id], np.asarray([p.top_scores]), class_indices=p.top_indices)[0]
                 f.write(row + "\n")
 

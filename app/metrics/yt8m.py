@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from app.fileio import atomic_open
+from preprocessing.names import printable_text, spreadsheet_safe
 
 TOP_K = 20  # entries per video in the GAP / MAP pools and in the Kaggle file
 
@@ -222,8 +223,14 @@ def kaggle_rows(
     rows = []
     for vid, row, cols in zip(ids, scores, order):
         pairs = " ".join(f"{int(labels[c])} {float(row[c]):f}" for c in cols)  # "%i %f"
-        rows.append(f"{vid},{pairs}")
+        rows.append(f"{_id_cell(vid)},{pairs}")
     return rows
+
+
+def _id_cell(video_id: str) -> str:
+    """A video id as a CSV cell: one printable line, never a formula, quoted when it holds , or "."""
+    cell = spreadsheet_safe(printable_text(str(video_id)))
+    return '"' + cell.replace('"', '""') + '"' if any(c in cell for c in ',"') else cell
 
 
 def write_kaggle_csv(
