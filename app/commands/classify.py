@@ -144,7 +144,7 @@ def _classify(args: argparse.Namespace, items: list, options, decoder, start: fl
     print(
         f"{result.n_ok} ok, {result.n_failed} failed, {result.seconds:.1f} s ({result.videos_per_second:.2f} videos/s, "
         f"loading torch and the model included); "
-        f"report: {out / 'report.html'}"
+        f"report: {printable_name(out / 'report.html')}"
     )
     for line in write_errors:
         print(f"error: {line}", file=sys.stderr)

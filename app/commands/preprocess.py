@@ -12,6 +12,7 @@ import sys
 
 from app.errors import UsageError
 from data.layouts import DATASETS, LayoutError, default_fps, default_size
+from preprocessing.names import printable_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
         f"clips: {summary.ok} decoded, {summary.skipped} already cached, {summary.failed} failed; "
         f"{summary.frames} frames; {summary.seconds:.1f} s ({rate:.2f} clips/s)"
     )
-    print(f"manifest: {summary.manifest}")
+    print(f"manifest: {printable_name(summary.manifest)}")
     if summary.failed:
-        print(f"failures: {summary.failures}", file=sys.stderr)
+        print(f"failures: {printable_name(summary.failures)}", file=sys.stderr)
         return 3  # some clips failed; the others are cached
     return 0

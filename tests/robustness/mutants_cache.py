@@ -1,0 +1,33 @@
+"""Seeded mistakes in the frame cache and the preprocess job."""
+
+from tests.robustness.mutations import Mutation
+
+MUTATIONS = (
+    Mutation(
+        "cache file names hash the readable part only (ids that read alike collide)", "preprocessing/cache.py",
+        'digest = hashlib.sha1(clip_id.encode("utf-8")).hexdigest()[:10]',
+        'digest = hashlib.sha1(readable.encode("utf-8")).hexdigest()[:10]',
+        ("tests/test_cache.py", "-k", "npy_names"),
+    ),
+    Mutation(
+        "a changed source file is not re-decoded", "preprocessing/job.py",
+        "        or entry.source_mtime_ns != stat.st_mtime_ns\n", "",
+        ("tests/test_preprocess_cli.py", "-k", "rerun_skips"),
+    ),
+    Mutation(
+        "the recorded path is used as an OS name without decoding it", "preprocessing/cache.py",
+        "return Path(self.meta.root) / original_name(entry.path)", "return Path(self.meta.root) / entry.path",
+        ("tests/test_file_names.py", "-k", "tree_of_hostile"),
+    ),
+    Mutation(
+        "the cache key hashes the name as UTF-8 before it is made printable", "data/layouts.py",
+        "    clips = [_printable(c) for c in clips]\n", "",
+        ("tests/test_file_names.py", "-k", "tree_of_hostile"),
+    ),
+    Mutation(
+        "verify_cache does not compare hashes", "preprocessing/cache.py",
+        "    if verify_hash and array_sha256(load_clip(cache_dir, entry)) != entry.sha256:",
+        "    if False:",
+        ("tests/test_cache.py", "-k", "verify_cache"),
+    ),
+)

@@ -1,0 +1,28 @@
+"""Seeded mistakes in dataset layouts and splits."""
+
+from tests.robustness.mutations import Mutation
+
+MUTATIONS = (
+    Mutation(
+        "a group lands in two folds", "data/datasets.py",
+        "        class_groups = sorted({g for g, lab in zip(groups, labels) if lab == label and g not in fold_of_group})",
+        "        class_groups = sorted({g for g, lab in zip(groups, labels) if lab == label})",
+        ("tests/test_datasets.py", "-k", "group_folds"),
+    ),
+    Mutation(
+        "validation carved without regard to groups", "data/datasets.py",
+        "        if groups is not None:\n            class_groups", "        if False:\n            class_groups",
+        ("tests/test_datasets.py", "-k", "carve_validation"),
+    ),
+    Mutation(
+        "folder label taken from the split folder", "data/layouts.py",
+        "            label_depth = 2 if split else 1", "            label_depth = 1",
+        ("tests/test_layouts.py", "-k", "folder_labels"),
+    ),
+    Mutation(
+        "authors' folds drawn with another generator", "data/datasets.py",
+        "    shuffled = np.random.RandomState(seed).choice(range(n), n, False)",
+        "    shuffled = np.random.default_rng(seed).permutation(n)",
+        ("tests/test_datasets.py", "-k", "authors_folds"),
+    ),
+)
