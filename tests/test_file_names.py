@@ -231,13 +231,14 @@ def test_preprocess_train_evaluate_and_classify_a_tree_of_hostile_names(tmp_path
 
 
 def test_an_output_that_cannot_be_written_does_not_cost_the_others(tmp_path, capsys):
-    """report.html blocked by a folder of that name: the predictions are still written, one error line."""
+    """predictions.jsonl (written first) blocked by a folder of that name: the CSV and the report are
+    still written, and the run ends with one error line naming the blocked file."""
     out = tmp_path / "out"
-    (out / "report.html").mkdir(parents=True)
+    (out / "predictions.jsonl").mkdir(parents=True)
     r = run_cli(capsys, ["classify", SAMPLE, "--checkpoint",
                          ROOT / "data/models/demo_tt_gru", "--output", out, "--no-progress", "--workers", "0"])
     assert r.returncode == 1, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "report.html" in errors[0], r.stderr
-    assert len((out / "predictions.jsonl").read_text().splitlines()) == 1
+    assert len(errors) == 1 and "predictions.jsonl" in errors[0], r.stderr
     assert len((out / "predictions.csv").read_text().splitlines()) == 1 + 5
+    assert (out / "report.html").read_text().count('<tr class="ok">') == 1

@@ -104,6 +104,7 @@ def test_folder_labels_from_parent_and_split_from_first_folder(tmp_path):
         "val/zoom_in/deep/d.avi",
         "other/e.mov",
         "loose.mp4",
+        "test/unlabelled.mp4",
         "train/readme.txt",
         ".hidden/x.mp4",
     )
@@ -111,6 +112,7 @@ def test_folder_labels_from_parent_and_split_from_first_folder(tmp_path):
     assert sorted(clips) == [
         "loose.mp4",
         "other/e.mov",
+        "test/unlabelled.mp4",
         "test/zoom_in/c.mkv",
         "train/pan_left/a.mp4",
         "train/pan_left/b.MP4",
@@ -126,6 +128,8 @@ def test_folder_labels_from_parent_and_split_from_first_folder(tmp_path):
     )
     assert clips["other/e.mov"].labels == ("other",) and clips["other/e.mov"].split is None
     assert clips["loose.mp4"].labels == () and clips["loose.mp4"].group is None
+    # right in a split folder: the split is known, the label is not (the split folder is no class)
+    assert clips["test/unlabelled.mp4"].labels == () and clips["test/unlabelled.mp4"].split == "test"
 
 
 def test_folder_of_bundled_samples_lists_every_clip():

@@ -4,9 +4,9 @@ from tests.robustness.mutations import Mutation
 
 MUTATIONS = (
     Mutation(
-        "a group lands in two folds", "data/datasets.py",
-        "        class_groups = sorted({g for g, lab in zip(groups, labels) if lab == label and g not in fold_of_group})",
-        "        class_groups = sorted({g for g, lab in zip(groups, labels) if lab == label})",
+        "clips dealt to folds one by one (a group lands in two folds)", "data/datasets.py",
+        "    fold = np.array([fold_of_group[g] for g in groups])",
+        "    fold = np.arange(len(groups)) % num_folds",
         ("tests/test_datasets.py", "-k", "group_folds"),
     ),
     Mutation(
