@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from app.__main__ import main
 from app.checkpoint import load_checkpoint, save_checkpoint
 from app.inference import InferenceOptions, classify, discover_inputs
 from models import create_model
@@ -248,3 +249,20 @@ def test_discovery_sniffs_content_not_extensions(tmp_path):
     assert got["notes.mp4"] == ("invalid", f"{tmp_path / 'notes.mp4'}: not a video (text file)")
     assert "no such file" in got["missing.mp4"][1] and "no files match" in got["*.none"][1]
     assert ".hidden" not in got and len(items) == 6  # clip.txt named twice: one row
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_max_frames_keeps_the_first_frames(folder, checkpoint, tmp_path, workers):
+    """--max-frames 4: the model sees the first 4 frames of `video_to_array` (oracle: the same slice)."""
+    out = tmp_path / "out"
+    path = folder / "sub" / "ucf11.mpg"
+    assert main(["classify", str(path), "--checkpoint", str(checkpoint), "--output", str(out), "--no-progress",
+                 "--max-frames", "4", "--top-k", "4", "--workers", str(workers)]) == 0
+    row = json.loads((out / "predictions.jsonl").read_text())
+    x = torch.from_numpy(video_to_array(path, fps=FPS, size=SIZE)[:4])[None]
+    ckpt = load_checkpoint(checkpoint)
+    with torch.inference_mode():
+        probs = torch.softmax(ckpt.model(x, torch.tensor([4])), dim=-1)[0]
+    assert row["frames"] == 4
+    got = {r["label"]: r["score"] for r in row["labels"]}
+    np.testing.assert_allclose([got[n] for n in ckpt.class_names], probs.numpy(), atol=2e-6)
