@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.fileio import atomic_path, write_json
 from app.version import code_version
+from preprocessing.fileio import atomic_path, write_json
 
 if TYPE_CHECKING:
     from torch import nn

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from app.checkpoint import Checkpoint
-from app.fileio import atomic_path, write_json
+from preprocessing.fileio import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 

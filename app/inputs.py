@@ -272,7 +272,7 @@ class VideoDecoder:
         workers: int = 2,
         max_inflight: int | None = None,
     ) -> None:
-        from preprocessing.job import file_size
+        from data.preprocess_job import file_size
 
         self.fps, self.size, self.workers = float(fps), (int(size[0]), int(size[1])), workers
         self.job_args = dict(

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from app.fileio import atomic_path  # noqa: E402
+from preprocessing.fileio import atomic_path  # noqa: E402
 
 
 def plot_curves(path: str | os.PathLike, rows: Sequence[dict], *, title: str = "") -> Path:

@@ -16,8 +16,8 @@ import os
 from collections.abc import Sequence
 from html import escape
 
-from app.fileio import atomic_open
 from app.inference import Prediction
+from preprocessing.fileio import atomic_open
 from preprocessing.names import printable_name, printable_text
 
 _CSS = """

@@ -46,9 +46,9 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from app.checkpoint import save_checkpoint
 from app.config import ExperimentConfig, config_to_toml
-from app.fileio import atomic_open, atomic_path, write_json
 from data.batch import Batch, pad_collate
 from data.datasets import BucketBatchSampler, build_datasets, eval_batches, is_k_fold
+from preprocessing.fileio import atomic_open, atomic_path, write_json
 
 log = logging.getLogger(__name__)
 

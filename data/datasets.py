@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from app.config import DataConfig
+from data.config import DataConfig
 from preprocessing.cache import (
     CacheEntry,
     CacheError,

@@ -43,7 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.fileio import atomic_path, write_json
+from preprocessing.fileio import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import crc32c
 
-from app.fileio import atomic_path
+from preprocessing.fileio import atomic_path
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")  # length, masked crc of the 8 length bytes

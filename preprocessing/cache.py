@@ -11,7 +11,7 @@ Layout of a cache folder:
 
 Crash safety: every file is written to a temporary name and renamed, and a clip's record only after
 its array, so a run killed at any moment (even `kill -9`) leaves whole clips or nothing; a record is
-the proof that its array is complete. Records and manifests are also fsynced (app/fileio.py); the
+the proof that its array is complete. Records and manifests are also fsynced (preprocessing/fileio.py); the
 arrays are not: they are large derived data, and waiting for the disk on each one slowed the writes
 down (the five sample clips' arrays: 0.35 s with a fsync each, 0.09 s without), while without it the
 kernel writes them back as decoding goes on. If a power failure loses an array, its file size no
@@ -40,7 +40,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from app.fileio import atomic_open, write_json
+from preprocessing.fileio import atomic_open, write_json
 from preprocessing.names import original_name
 
 CACHE_VERSION = 1

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import av
 
+from data.preprocess_job import PreprocessConfig, run_preprocess
 from preprocessing.decode import video_to_array
-from preprocessing.job import PreprocessConfig, run_preprocess
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 CLIPS = [

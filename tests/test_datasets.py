@@ -10,7 +10,7 @@ import pytest
 import torch
 from train_fixtures import write_fake_cache
 
-from app.config import DataConfig
+from data.config import DataConfig
 from data.datasets import (
     BucketBatchSampler,
     DataError,

@@ -14,8 +14,8 @@ import pytest
 
 from app.__main__ import main
 from data.layouts import list_clips
+from data.preprocess_job import PreprocessConfig, run_preprocess
 from preprocessing.cache import CLIPS_DIR, read_cache
-from preprocessing.job import PreprocessConfig, run_preprocess
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"

@@ -177,8 +177,8 @@ def _write_outputs(out: Path, preds: list, details: dict[str, str]) -> list[str]
 
 
 def _write_jsonl(path: Path, preds: list) -> None:
-    from app.fileio import atomic_open
     from app.inference import prediction_record
+    from preprocessing.fileio import atomic_open
 
     with atomic_open(path, "w", encoding="utf-8") as f:
         for p in preds:
@@ -187,7 +187,7 @@ def _write_jsonl(path: Path, preds: list) -> None:
 
 def _write_csv(path: Path, preds: list) -> None:
     """path, rank, label, score: one row per (input, label); text cells a spreadsheet cannot run."""
-    from app.fileio import atomic_open
+    from preprocessing.fileio import atomic_open
 
     with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -200,8 +200,8 @@ def _write_csv(path: Path, preds: list) -> None:
 
 def _write_submission(path: Path, preds: list) -> None:
     """The starter's Kaggle format; each row from that video's own top-20 (label, score) pairs."""
-    from app.fileio import atomic_open
     from app.metrics.yt8m import kaggle_rows
+    from preprocessing.fileio import atomic_open
 
     with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         f.write("VideoId,LabelConfidencePairs\n")

@@ -124,7 +124,7 @@ def evaluate_one(path: Path, args: argparse.Namespace, fold: int | None, *, outp
 
 
 def _write(path: Path, obj: Any) -> None:
-    from app.fileio import write_json
+    from preprocessing.fileio import write_json
 
     write_json(path, obj)
 

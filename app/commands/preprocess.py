@@ -56,8 +56,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from data.preprocess_job import PreprocessConfig, default_workers, run_preprocess
     from preprocessing.cache import CacheError
-    from preprocessing.job import PreprocessConfig, default_workers, run_preprocess
 
     workers = default_workers() if args.workers is None else args.workers
     if workers < 1:

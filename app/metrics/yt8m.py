@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from app.fileio import atomic_open
+from preprocessing.fileio import atomic_open
 from preprocessing.names import printable_text, spreadsheet_safe
 
 TOP_K = 20  # entries per video in the GAP / MAP pools and in the Kaggle file

@@ -38,7 +38,7 @@ def _serve() -> None:
     import app.commands.train  # noqa: F401
     import app.inference  # noqa: F401
     import app.train  # noqa: F401
-    import preprocessing.job  # noqa: F401
+    import data.preprocess_job  # noqa: F401
 
     print(json.dumps({"ready": os.getpid()}), flush=True)
     for line in sys.stdin:

@@ -10,7 +10,7 @@ MUTATIONS = (
         ("tests/test_cache.py", "-k", "npy_names"),
     ),
     Mutation(
-        "a changed source file is not re-decoded", "preprocessing/job.py",
+        "a changed source file is not re-decoded", "data/preprocess_job.py",
         "        or entry.source_mtime_ns != stat.st_mtime_ns\n", "",
         ("tests/test_preprocess_cli.py", "-k", "rerun_skips"),
     ),

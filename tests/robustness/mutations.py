@@ -90,7 +90,7 @@ MUTATIONS = (
         ("tests/robustness/test_regressions.py", "-k", "timestamp_jump"),
     ),
     Mutation(
-        "decode workers outlive a killed classify", "app/inference.py",
+        "decode workers outlive a killed classify", "app/inputs.py",
         "    die_with_parent(parent_pid)\n", "    pass\n",
         ("tests/test_interrupt.py", "-k", "classify_killed"),
     ),
