@@ -1,0 +1,87 @@
+"""Seeded mistakes in the models: the TT layer, the TT-RNN cells, the QRNN, the YouTube-8M baselines
+(see tests/robustness/mutations.py; run with `python -m tests.robustness.mutations -k models`)."""
+
+from tests.robustness.mutations import Mutation
+
+GUARDS = "tests/test_guards_models.py"
+
+MUTATIONS = (
+    Mutation(
+        "TT cores merged in swapped order", "models/tt.py",
+        'full = torch.einsum("aMNr,rmns->aMmNns", full, core)',
+        'full = torch.einsum("aMNr,rmns->amMnNs", full, core)',
+        (GUARDS, "-k", "tt_layer_equals_the_matrix"),
+    ),
+    Mutation(
+        "TT second stage writes the output modes transposed", "models/tt.py",
+        'y = torch.einsum("RmJr,mnr->RnJ", z, B)',
+        'y = torch.einsum("RmJr,mnr->RJn", z, B)',
+        (GUARDS, "-k", "tt_layer_equals_the_matrix"),
+    ),
+    Mutation(
+        "TT-GRU update and reset gates swapped", "models/tt_rnn.py",
+        "z, r = torch.addmm(gx_t[:, : 2 * H], hd, U_zr).sigmoid_().chunk(2, dim=1)",
+        "r, z = torch.addmm(gx_t[:, : 2 * H], hd, U_zr).sigmoid_().chunk(2, dim=1)",
+        (GUARDS, "-k", "bundled_demo_model"),
+    ),
+    Mutation(
+        "TT-GRU update gate mixes the other way (torch's z convention)", "models/tt_rnn.py",
+        "return (torch.lerp(cand, h, z),)",
+        "return (torch.lerp(h, cand, z),)",
+        (GUARDS, "-k", "bundled_demo_model"),
+    ),
+    Mutation(
+        "TT-LSTM input and forget gates swapped", "models/tt_rnn.py",
+        "i, f, o = torch.sigmoid(a[:, :H]), torch.sigmoid(a[:, H : 2 * H])",
+        "f, i, o = torch.sigmoid(a[:, :H]), torch.sigmoid(a[:, H : 2 * H])",
+        ("tests/test_tt_rnn.py", "-k", "tt_lstm_equals_torch_lstmcell"),
+    ),
+    Mutation(
+        "QRNN backward direction not reversed in time", "models/qrnn.py",
+        "outs.append(reverse_padded(directions[1](reverse_padded(h, lengths)), lengths))",
+        "outs.append(directions[1](h))",
+        (GUARDS, "-k", "backward_direction_runs_backward"),
+    ),
+    Mutation(
+        "QRNN backward direction reversed over the padded length", "models/qrnn.py",
+        "outs.append(reverse_padded(directions[1](reverse_padded(h, lengths)), lengths))",
+        "outs.append(directions[1](h.flip(0)).flip(0))",
+        (GUARDS, "-k", "backward_direction_runs_backward"),
+    ),
+    Mutation(
+        "QRNN last pooling reads the backward channels at the last step", "models/qrnn.py",
+        "pooled = torch.where(self.qrnn.backward_channels, h[:, 0], last)",
+        "pooled = last",
+        (GUARDS, "-k", "last_pooling_takes_backward"),
+    ),
+    Mutation(
+        "QRNN backward channel mask marks the forward half", "models/qrnn.py",
+        "one_layer[hidden_size:] = True",
+        "one_layer[:hidden_size] = True",
+        (GUARDS, "-k", "last_pooling_takes_backward"),
+    ),
+    Mutation(
+        "QRNN zoneout at evaluation scales by p instead of 1 - p", "models/qrnn.py",
+        "else gates.new_full((1, 1, 1), 1.0 - self.zoneout).expand(T, B, H)",
+        "else gates.new_full((1, 1, 1), self.zoneout).expand(T, B, H)",
+        (GUARDS, "-k", "zoneout_at_evaluation"),
+    ),
+    Mutation(
+        "QRNN zoneout in training keeps the update with probability p", "models/qrnn.py",
+        "torch.empty(T, B, H, dtype=gates.dtype, device=gates.device).bernoulli_(1.0 - self.zoneout)",
+        "torch.empty(T, B, H, dtype=gates.dtype, device=gates.device).bernoulli_(self.zoneout)",
+        (GUARDS, "-k", "zoneout_in_training"),
+    ),
+    Mutation(
+        "MoE drops the dummy expert from log(1 - p)", "models/yt8m_baselines.py",
+        "torch.cat([log_gate[..., M:], log_gate[..., :M] + F.logsigmoid(-e)], dim=-1)",
+        "log_gate[..., :M] + F.logsigmoid(-e)",
+        ("tests/test_yt8m_baselines.py", "-k", "moe_logits"),
+    ),
+    Mutation(
+        "masked mean divides by the padded length", "models/yt8m_baselines.py",
+        "return total / lengths.to(x.device, x.dtype).clamp_min(1)[:, None]",
+        "return total / T",
+        ("tests/test_yt8m_baselines.py", "-k", "masked_mean"),
+    ),
+)
