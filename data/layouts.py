@@ -1,7 +1,7 @@
 """Where each dataset keeps its clips on disk, and what their labels, groups and splits are.
 
 `list_clips(dataset, root)` turns a dataset folder into a sorted list of `ClipInfo`; nothing is decoded
-here. Layouts (DESIGN.md, "Dataset facts"):
+here. Layouts (docs/DESIGN.md, "Dataset facts"):
 
 - `ucf11`: `<class>/v_<prefix>_GG/v_<prefix>_GG_CC.mpg` (class `basketball` uses prefix `shooting`);
   label = class folder, group = class + GG (the clips of a group come from one source video).

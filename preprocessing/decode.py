@@ -2,7 +2,7 @@
 
 The one preprocessing function of the project: the cache builder (`python -m app preprocess`) and
 inference (`classify`) both call `video_to_array`, so a model sees the same pixels in training and in
-use. The facts it relies on were measured on real files (DESIGN.md, "Decoding"):
+use. The facts it relies on were measured on real files (docs/DESIGN.md, "Decoding"):
 
 - PyAV is the primary decoder; OpenCV is the fallback when PyAV fails on a file (or when asked for).
 - Frames come out of the decoder in display order. AVI timestamps are not monotonic with packed

@@ -1,4 +1,4 @@
-"""The fps sampling rule, as pure functions of frame times (see DESIGN.md, "Decoding").
+"""The fps sampling rule, as pure functions of frame times (see docs/DESIGN.md, "Decoding").
 
 Target times are `t_k = k / fps` for `k = 0 .. floor(D * fps) - 1`, where `D` is the time of the last
 frame plus one frame duration (times measured from the stream's start). Output `k` is the frame on

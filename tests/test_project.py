@@ -43,3 +43,46 @@ def test_readme_has_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "bash scripts/demo.sh" in readme and "bash scripts/test.sh" in readme
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def _project_text_files() -> list[Path]:
+    """Tracked text files (.py, .toml, .md, .sh), plus new ones git does not ignore."""
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    if out.returncode != 0:  # not a git checkout (e.g. an unpacked archive): walk the tree instead
+        names = [p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*") if p.is_file()]
+        names = [n for n in names if not n.split("/")[0].startswith(".")]
+    else:
+        names = [n for n in out.stdout.split("\0") if n]
+    files = (ROOT / n for n in names if n.endswith((".py", ".toml", ".md", ".sh")))
+    return sorted(p for p in files if p.is_file())
+
+
+def test_design_references_point_at_docs_design():
+    """Every mention of the design notes names the file in the repository, `docs/DESIGN.md`, and a
+    section cited right after it (`docs/DESIGN.md, "Decoding"`) is a heading of that file."""
+    design = ROOT / "docs/DESIGN.md"
+    assert design.is_file(), "docs/DESIGN.md is missing"
+    headings = {
+        " ".join(m.group(1).split())
+        for m in re.finditer(r"^#{1,6}\s+(.+?)\s*#*\s*$", design.read_text(encoding="utf-8"), re.M)
+    }
+    # `docs/` must start the path: the bare name, a path outside the repository, or a longer path ending
+    # in docs/ are all reported.
+    mention = re.compile(r"(?<![\w./-])docs/DESIGN\.md|DESIGN\.md")
+    section = re.compile(r'`?,\s*"([^"]{1,100})"')
+    problems = []
+    for path in _project_text_files():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        rel = path.relative_to(ROOT).as_posix()
+        for m in mention.finditer(text):
+            where = f"{rel}:{text.count(chr(10), 0, m.start()) + 1}"
+            if not m.group(0).startswith("docs/"):
+                problems.append(f"{where}: cite `docs/DESIGN.md`, not {text[max(0, m.start() - 12) : m.end()]!r}")
+                continue
+            cited = section.match(text, m.end())
+            if cited and " ".join(cited.group(1).split()) not in headings:
+                problems.append(f"{where}: docs/DESIGN.md has no heading {cited.group(1)!r}")
+    assert not problems, "bad references to the design notes:\n" + "\n".join(problems)

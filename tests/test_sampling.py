@@ -8,7 +8,7 @@ from preprocessing.sampling import FpsSampler, sample_indices
 
 
 def reference_indices(times, end_time, fps):
-    """The rule as written in DESIGN.md: for each t_k = k / fps, the last frame with time <= t_k."""
+    """The rule as written in docs/DESIGN.md, "Decoding": for each t_k = k / fps, the last frame with time <= t_k."""
     fps = Fraction(fps)
     count = max(1, math.floor(Fraction(end_time) * fps))
     out = []

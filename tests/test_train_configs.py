@@ -17,7 +17,7 @@ from app.train import build_model, train_experiment
 CONFIGS = Path(__file__).resolve().parent.parent / "app" / "configs"
 DATASETS = {"ucf11": 11, "hollywood2": 12, "celebrities": 47}
 MODELS = ("tt_gru", "tt_lstm", "tt_mlp", "gru", "lstm")
-# The paper's input-to-hidden weight counts (Yang et al. 2017; DESIGN.md, scripts/param_table.py).
+# The paper's input-to-hidden weight counts (Yang et al. 2017; docs/DESIGN.md, "Dataset facts"; scripts/param_table.py).
 PAPER_TT = {
     ("ucf11", "tt_gru"): 3232, ("ucf11", "tt_lstm"): 3360,
     ("hollywood2", "tt_gru"): 2944, ("hollywood2", "tt_lstm"): 3104,
