@@ -58,11 +58,11 @@ from app.inputs import (
     pixel_format,
     sniff_input,
 )
+from models.common import FEATURE_DIM
 from preprocessing.names import printable_name, printable_text
 
 log = logging.getLogger(__name__)
 
-FEATURE_DIMS = 1152  # YouTube-8M: 1024 rgb + 128 audio
 SUBMISSION_TOP = 20  # Kaggle submissions list the top 20 labels
 
 
@@ -95,8 +95,8 @@ def _read_npy(path: str, level: str) -> np.ndarray:
     x = np.load(path, allow_pickle=False, mmap_mode=None)
     if x.ndim == 1:
         x = x[None]  # (1, D)
-    if x.ndim != 2 or x.shape[1] != FEATURE_DIMS or x.shape[0] == 0:
-        raise ValueError(f"expected a (T, {FEATURE_DIMS}) array, got shape {tuple(x.shape)}")
+    if x.ndim != 2 or x.shape[1] != FEATURE_DIM or x.shape[0] == 0:
+        raise ValueError(f"expected a (T, {FEATURE_DIM}) array, got shape {tuple(x.shape)}")
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"expected float features, got dtype {x.dtype}")
     x = x.astype(np.float32, copy=False)

@@ -120,19 +120,14 @@ def sniff_input(path: str) -> InputItem:
     return InputItem(path, "video")
 
 
-def _masked_crc32c(data: bytes) -> int:
-    import crc32c
-
-    crc = crc32c.crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
 def _is_tfrecord_header(head: bytes) -> bool:
     """A TFRecord starts with uint64 length + uint32 masked CRC32C of those 8 bytes."""
     if len(head) < 12:
         return False
+    from data.tfrecord_io import masked_crc32c
+
     (crc,) = struct.unpack("<I", head[8:12])
-    return crc == _masked_crc32c(head[:8])
+    return crc == masked_crc32c(head[:8])
 
 
 def _looks_like_text(head: bytes) -> bool:

@@ -34,38 +34,27 @@ from tfrecord import example_pb2
 from torch.utils.data import IterableDataset, get_worker_info
 
 from data.tfrecord_io import TFRecordError, iter_records, write_records
+from models.common import FEATURE_DIM, NUM_CLASSES
+from preprocessing.features import dequantize
 
 log = logging.getLogger(__name__)
 
-NUM_CLASSES = 3862
 MAX_FRAMES = 300
 VIDEO_FEATURES = (("mean_rgb", 1024), ("mean_audio", 128))  # float lists, video level
 FRAME_FEATURES = (("rgb", 1024), ("audio", 128))  # one uint8 bytes entry per frame
-FEATURE_DIM = sum(d for _, d in VIDEO_FEATURES)  # 1152
+assert sum(d for _, d in VIDEO_FEATURES) == FEATURE_DIM, "the schema's features make the models' input"
 LEVELS = ("video", "frame")
 MESSAGES = ("sequence_example", "example")
 
 # Bundled `Index,Name,KnowledgeGraphId` of the 3,862 classes (from the dataset's vocabulary.csv).
 VOCABULARY_CSV = Path(__file__).with_name("yt8m_vocabulary.csv")
 
-_QUANT_SCALE = np.float32(4.0 / 255.0)
-_QUANT_BIAS = np.float32(4.0 / 512.0 - 2.0)
 
 
 class YT8MRecord(NamedTuple):
     id: str
     labels: np.ndarray  # (L,) int64 class indices
     features: np.ndarray  # (T, 1152) float32; T = 1 at video level
-
-
-def dequantize(q: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 in [-2 + 4/512, 2 + 4/512]: `q * 4/255 + 4/512 - 2`."""
-    return q.astype(np.float32) * _QUANT_SCALE + _QUANT_BIAS
-
-
-def quantize(x: np.ndarray) -> np.ndarray:
-    """float -> uint8, the inverse of `dequantize` up to rounding (for writing test files)."""
-    return np.clip(np.rint((np.asarray(x, np.float32) - _QUANT_BIAS) / _QUANT_SCALE), 0, 255).astype(np.uint8)
 
 
 def multi_hot(labels: Sequence[int] | np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:

@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from models.common import FEATURE_DIM, NUM_CLASSES, l2_normalize_frames, length_mask, make_classifier
 from models.registry import register_model
-from models.yt8m_baselines import FEATURE_DIM, NUM_CLASSES, l2_normalize_frames, length_mask, make_classifier
 
 POOLINGS = ("f", "fo", "ifo")
 

@@ -47,6 +47,21 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
+# YouTube-8M stores each feature as one byte: x = q * 4/255 + 4/512 - 2 (docs/DESIGN.md, "YouTube-8M").
+_QUANT_SCALE = np.float32(4.0 / 255.0)
+_QUANT_BIAS = np.float32(4.0 / 512.0 - 2.0)
+
+
+def dequantize(q: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [-2 + 4/512, 2 + 4/512]: `q * 4/255 + 4/512 - 2`."""
+    return q.astype(np.float32) * _QUANT_SCALE + _QUANT_BIAS
+
+
+def quantize(x: np.ndarray) -> np.ndarray:
+    """float -> uint8, the inverse of `dequantize` up to rounding (for writing test files)."""
+    return np.clip(np.rint((np.asarray(x, np.float32) - _QUANT_BIAS) / _QUANT_SCALE), 0, 255).astype(np.uint8)
+
+
 FILES = {
     "inception": "inception_v3.safetensors",
     "pca_mean": "pca_mean.npy",
@@ -223,8 +238,6 @@ class FeatureExtractor:
 
     def extract(self, frames: np.ndarray, waveform: np.ndarray | None) -> np.ndarray:
         """Frames at 1 fps, 299x299 + the waveform -> float32 (T, 1152) on the dataset's 8-bit grid."""
-        from data.yt8m import dequantize, quantize
-
         rgb = self.visual(frames)  # (T, 1024)
         aud = self.audio(waveform)  # (E, 128)
         T = rgb.shape[0]

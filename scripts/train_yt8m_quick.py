@@ -32,8 +32,9 @@ from app.ensemble import ensemble_probs, load_ensemble
 from app.metrics.yt8m import YT8MEvaluator
 from app.train import classifier_weights, lr_factor, train_step
 from data.batch import Batch
-from data.yt8m import NUM_CLASSES, list_shards, load_arrays, read_vocabulary
+from data.yt8m import list_shards, load_arrays, read_vocabulary
 from models import create_model
+from models.common import NUM_CLASSES
 
 TRAIN = "../shared/yt8m/train/*.tfrecord"
 EVAL = "../shared/yt8m/validate/*.tfrecord"

@@ -13,8 +13,9 @@ from cli_helpers import run_cli
 
 from app.checkpoint import save_checkpoint
 from data.tfrecord_io import iter_records
-from data.yt8m import parse_record, quantize, write_yt8m
+from data.yt8m import parse_record, write_yt8m
 from models import create_model
+from preprocessing.features import quantize
 
 ROOT = Path(__file__).resolve().parent.parent
 K = 25  # a small vocabulary keeps checkpoints tiny

@@ -18,7 +18,6 @@ from torchvision.models import inception_v3
 
 from app.__main__ import main
 from app.checkpoint import save_checkpoint
-from data.yt8m import dequantize
 from models import create_model
 from preprocessing import video_to_array
 from preprocessing.features import (
@@ -26,6 +25,7 @@ from preprocessing.features import (
     FeatureExtractorError,
     LogMelConfig,
     VGGish,
+    dequantize,
     load_audio,
     load_feature_extractor,
     log_mel_examples,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models import create_model
-from models.yt8m_baselines import MoE, l2_normalize_frames, masked_mean
+from models.common import MoE, l2_normalize_frames, masked_mean
 
 K, D = 11, 12
 TINY = {

@@ -16,18 +16,16 @@ from torch.utils.data import DataLoader
 from data.batch import pad_collate
 from data.tfrecord_io import TFRecordError, count_records, iter_records
 from data.yt8m import (
-    FEATURE_DIM,
-    NUM_CLASSES,
     YT8MDataset,
     assign_work,
-    dequantize,
     load_arrays,
     parse_record,
-    quantize,
     read_vocabulary,
     read_yt8m,
     write_yt8m,
 )
+from models.common import FEATURE_DIM, NUM_CLASSES
+from preprocessing.features import dequantize, quantize
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "yt8m"
 
@@ -204,9 +202,11 @@ def test_bundled_vocabulary():
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/yt8m is not available")
-@pytest.mark.parametrize("split,count", [("train", 18654), ("validate", None)])
-def test_real_shards_read_completely(split, count):
-    files = sorted((SHARED / split).glob("*.tfrecord"))
+@pytest.mark.parametrize("split,first,count", [("train", 64, 18654), ("validate", None, None)])
+def test_real_shards_read_completely(split, first, count):
+    """Every record of the shards is read (train: the first 64 shards, 18,654 videos; the later ones
+    are counted by their framing in the test below)."""
+    files = sorted((SHARED / split).glob("*.tfrecord"))[:first]
     assert files
     x, y, ids = load_arrays([str(f) for f in files])
     assert sum(count_records(f) for f in files) == len(ids)

@@ -73,13 +73,13 @@ MUTATIONS = (
         (GUARDS, "-k", "zoneout_in_training"),
     ),
     Mutation(
-        "MoE drops the dummy expert from log(1 - p)", "models/yt8m_baselines.py",
+        "MoE drops the dummy expert from log(1 - p)", "models/common.py",
         "torch.cat([log_gate[..., M:], log_gate[..., :M] + F.logsigmoid(-e)], dim=-1)",
         "log_gate[..., :M] + F.logsigmoid(-e)",
         ("tests/test_yt8m_baselines.py", "-k", "moe_logits"),
     ),
     Mutation(
-        "masked mean divides by the padded length", "models/yt8m_baselines.py",
+        "masked mean divides by the padded length", "models/common.py",
         "return total / lengths.to(x.device, x.dtype).clamp_min(1)[:, None]",
         "return total / T",
         ("tests/test_yt8m_baselines.py", "-k", "masked_mean"),

@@ -25,7 +25,8 @@ LEVELS = {"video": "video", "frame": "frame", "example_video": "video", "example
 
 
 def _records(kind: str, n: int, seed: int) -> list[bytes]:
-    from data.yt8m import encode_record, quantize
+    from data.yt8m import encode_record
+    from preprocessing.features import quantize
 
     rng = rng_for(seed, kind)
     level = LEVELS[kind]

@@ -1,0 +1,76 @@
+"""Pieces shared by the YouTube-8M models (the baselines and the QRNN): the dataset's sizes, the
+input conventions (per-frame l2 normalization, true-length masks and means) and the classifier heads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NUM_CLASSES = 3862  # YouTube-8M vocabulary (data/yt8m_vocabulary.csv)
+FEATURE_DIM = 1152  # 1024 rgb (Inception + PCA) + 128 audio (VGGish + PCA) per frame or video
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared input conventions
+
+
+def l2_normalize_frames(x: torch.Tensor) -> torch.Tensor:
+    """Per-frame l2 normalization of (B, T, D), like `tf.nn.l2_normalize` (eps 1e-12 on the square)."""
+    return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True).clamp_min(1e-12))
+
+
+def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, T) bool, True at the true steps of each sequence."""
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean of (B, T, D) over each sequence's first lengths[b] steps -> (B, D)."""
+    B, T, D = x.shape
+    mask = length_mask(lengths.to(x.device), T).to(x.dtype)  # (B, T)
+    total = torch.einsum("btd,bt->bd", x, mask)
+    return total / lengths.to(x.device, x.dtype).clamp_min(1)[:, None]
+
+
+class MoE(nn.Module):
+    """Mixture of logistic experts with a dummy expert; returns logit(p) per class (B, K)."""
+
+    def __init__(self, in_features: int, num_classes: int, num_mixtures: int = 2) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_mixtures = num_mixtures
+        self.gates = nn.Linear(in_features, num_classes * (num_mixtures + 1), bias=False)
+        self.experts = nn.Linear(in_features, num_classes * num_mixtures)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, _ = x.shape
+        K, M = self.num_classes, self.num_mixtures
+        log_gate = F.log_softmax(self.gates(x).view(B, K, M + 1), dim=-1)  # (B, K, M+1); [..., M] is the dummy
+        e = self.experts(x).view(B, K, M)  # (B, K, M) expert logits
+        log_p = torch.logsumexp(log_gate[..., :M] + F.logsigmoid(e), dim=-1)  # log sum_m g_m sigma(e_m)
+        log_not_p = torch.logsumexp(  # log(1 - p) = log(g_dummy + sum_m g_m sigma(-e_m))
+            torch.cat([log_gate[..., M:], log_gate[..., :M] + F.logsigmoid(-e)], dim=-1), dim=-1
+        )
+        return log_p - log_not_p
+
+
+def make_classifier(kind: str, in_features: int, num_classes: int, num_mixtures: int, init_prior: float = 0.0) -> nn.Module:
+    """The video-level classifier on pooled features: "logistic" (one linear layer) or "moe".
+
+    `init_prior > 0` starts every class at that probability instead of ~0.5 (MoE: ~1/3), so training
+    does not spend its first epoch pushing 3,862 outputs down towards the rare positives.
+    """
+    assert kind in ("logistic", "moe"), f"classifier must be 'logistic' or 'moe', got {kind!r}"
+    assert 0.0 <= init_prior < 1.0, "init_prior is a probability (0: default init)"
+    head = nn.Linear(in_features, num_classes) if kind == "logistic" else MoE(in_features, num_classes, num_mixtures)
+    if init_prior > 0:
+        if kind == "logistic":
+            nn.init.constant_(head.bias, math.log(init_prior / (1 - init_prior)))
+        else:  # gates start near uniform, so p ~ M/(M+1) * sigmoid(expert bias)
+            q = min(init_prior * (num_mixtures + 1) / num_mixtures, 0.5)
+            nn.init.constant_(head.experts.bias, math.log(q / (1 - q)))
+    return head
