@@ -8,7 +8,7 @@
 The checkpoint's input spec picks the path:
 - pixel models (`{"kind": "pixels", "size": [W, H], "fps": F}`): every video is decoded by
   `preprocessing.video_to_array` -- the function the cache builder uses -- with the checkpoint's fps
-  and size, in worker processes (`app.inputs.VideoDecoder`, largest files first), while the main
+  and size, in worker processes (`app.inputs.DecodePool`, largest files first), while the main
   process runs batched inference on what is ready;
 - feature models (`{"kind": "features", ...}`): YouTube-8M TFRecord records and `.npy` arrays
   `(T, 1152)` are read in the main process (cheap); raw videos need a `FeatureExtractor`
@@ -48,9 +48,9 @@ from app.checkpoint import Checkpoint
 from app.inputs import (
     IDLE,
     SPARE,
+    DecodePool,
     InferenceOptions,
     InputItem,
-    VideoDecoder,
     decoder_options,
     discover_inputs,
     make_thumbnails,
@@ -171,9 +171,9 @@ class Classifier:
     def needs_feature_extractor(self, items: Iterable[InputItem]) -> bool:
         return self.kind == "features" and any(it.kind == "video" for it in items)
 
-    def run(self, items: Sequence[InputItem], decoder: VideoDecoder | None = None) -> Iterator[Prediction]:
+    def run(self, items: Sequence[InputItem], decoder: DecodePool | None = None) -> Iterator[Prediction]:
         """Yield one Prediction per input (per record for TFRecords), in completion order.
-        `decoder`: the videos' decoder, already started (`app.inputs.video_decoder`); by default
+        `decoder`: the videos' decoder, already started (`app.inputs.decode_pool`); by default
         one is started when the first video is needed."""
         if self.options.stream and callable(getattr(self.model, "stream", None)):
             yield from self._run_stream(items, decoder)
@@ -208,7 +208,7 @@ class Classifier:
             yield from self._predict_window(pending)
 
     @torch.inference_mode()
-    def _run_stream(self, items: Sequence[InputItem], decoder: VideoDecoder | None) -> Iterator[Prediction]:
+    def _run_stream(self, items: Sequence[InputItem], decoder: DecodePool | None) -> Iterator[Prediction]:
         """Continuous batching, for models with a `stream()` (the TT-RNNs): a decoded video joins the
         running batch at once and leaves it after its last frame, so nothing is padded and nothing
         waits for a batch to fill. While the decoders have nothing ready, the stream runs
@@ -253,7 +253,7 @@ class Classifier:
     # -- producing ready inputs ---------------------------------------------------------------
 
     def _iter_ready(
-        self, items: Sequence[InputItem], busy: Callable[[], bool] | None = None, decoder: VideoDecoder | None = None
+        self, items: Sequence[InputItem], busy: Callable[[], bool] | None = None, decoder: DecodePool | None = None
     ) -> Iterator[_Ready | Prediction | None]:
         videos: list[tuple[int, str]] = []
         for i, it in enumerate(items):
@@ -297,7 +297,7 @@ class Classifier:
         videos: list[tuple[int, str]],
         paths: dict[int, str],
         busy: Callable[[], bool] | None = None,
-        decoder: VideoDecoder | None = None,
+        decoder: DecodePool | None = None,
     ) -> Iterator[_Ready | Prediction | None]:
         if decoder is None:
             if self.kind == "pixels":
@@ -305,7 +305,7 @@ class Classifier:
             else:
                 fx = self.feature_extractor
                 fps, size, audio_rate = fx.fps, fx.size, fx.sample_rate
-            decoder = VideoDecoder(videos, fps=fps, size=size, audio_rate=audio_rate, **decoder_options(self.options))
+            decoder = DecodePool(videos, fps=fps, size=size, audio_rate=audio_rate, **decoder_options(self.options))
         elif decoder.jobs != videos or self.kind != "pixels" or (decoder.fps, decoder.size) != pixel_format(self.spec):
             decoder.close()
             raise ValueError("the decoder was started for other videos or another input spec than this model's")
@@ -409,7 +409,7 @@ def classify(
     options: InferenceOptions = InferenceOptions(),
     feature_extractor: Any = None,
     on_prediction: Callable[[Prediction], None] | None = None,
-    decoder: VideoDecoder | None = None,
+    decoder: DecodePool | None = None,
     start: float | None = None,
 ) -> RunSummary:
     """Classify `items` (from `discover_inputs`); returns all predictions in input order + timing.

@@ -3,8 +3,8 @@ command line starts the decoders before it imports torch and loads the checkpoin
 on a small machine), so the first videos are decoded by the time the model is ready.
 
     items = discover_inputs(["videos/", "clip.mp4", "shards/train*.tfrecord"])  # sniffed by content
-    decoder = video_decoder(items, {"kind": "pixels", "size": [32, 24], "fps": 24.0}, InferenceOptions())
-    for d in decoder:  # DecodedVideo results as they finish, or IDLE / SPARE while none is ready
+    decoder = decode_pool(items, {"kind": "pixels", "size": [32, 24], "fps": 24.0}, InferenceOptions())
+    for d in decoder:  # DecodeResult results as they finish, or IDLE / SPARE while none is ready
         ...
 """
 
@@ -14,12 +14,10 @@ import concurrent.futures as cf
 import contextlib
 import glob
 import logging
-import multiprocessing
 import os
 import signal
 import stat
 import struct
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,7 +142,7 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 @dataclass
-class DecodedVideo:
+class DecodeResult:
     """What a worker sends back for one video: frames (or features), thumbnails, or an error."""
 
     index: int
@@ -164,27 +162,27 @@ def _decode_video_job(
     thumb_height: int,
     audio_rate: int | None,
     threads: int,
-) -> DecodedVideo:
+) -> DecodeResult:
     """Worker body: decode one video with the cache builder's function; errors become messages."""
     from preprocessing import VideoDecodeError, video_to_array
 
     try:
         frames = video_to_array(path, fps=fps, size=size, max_frames=max_frames, threads=threads)  # (T, H, W, 3)
         if frames.shape[0] == 0:
-            return DecodedVideo(index, error=f"{path}: no frames decoded")
+            return DecodeResult(index, error=f"{path}: no frames decoded")
         audio = None
         if audio_rate is not None:
             from preprocessing.features import load_audio
 
             audio = load_audio(path, sample_rate=audio_rate)
-        return DecodedVideo(index, x=frames, audio=audio, thumbnails=make_thumbnails(frames, n_thumbs, thumb_height))
+        return DecodeResult(index, x=frames, audio=audio, thumbnails=make_thumbnails(frames, n_thumbs, thumb_height))
     except VideoDecodeError as e:
-        return DecodedVideo(index, error=one_line(str(e)))
+        return DecodeResult(index, error=one_line(str(e)))
     except MemoryError:
-        return DecodedVideo(index, error=f"{path}: out of memory while decoding (try --max-frames)")
+        return DecodeResult(index, error=f"{path}: out of memory while decoding (try --max-frames)")
     except Exception as e:  # a decoder bug must not stop the batch; the message says what it was
         log.debug("unexpected error decoding %s", path, exc_info=True)
-        return DecodedVideo(index, error=one_line(f"{path}: {type(e).__name__}: {e}"))
+        return DecodeResult(index, error=one_line(f"{path}: {type(e).__name__}: {e}"))
 
 
 def make_thumbnails(frames: np.ndarray, n: int, height: int) -> list[bytes]:
@@ -228,19 +226,11 @@ def _quiet_worker(parent_pid: int) -> None:
         pass
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork starts workers in milliseconds; decoders use no torch, so forking after torch is safe
-    # (torch's DataLoader does the same on Linux). Elsewhere use the platform default.
-    if sys.platform.startswith("linux"):
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context()
-
-
-IDLE = None  # yielded by VideoDecoder when no video is ready yet
+IDLE = None  # yielded by DecodePool when no video is ready yet
 SPARE = "spare"  # ... and, besides, a worker sits idle (no videos left to hand out): a core is free
 
 
-class VideoDecoder:
+class DecodePool:
     """Decodes videos [(index, path)] with `video_to_array` (the cache builder's decoder) in
     `workers` processes, largest files first; iterate for the results as they finish (not in
     order), with `IDLE` whenever none is ready (so the consumer can run the model instead of
@@ -292,9 +282,10 @@ class VideoDecoder:
         import cv2  # noqa: F401  (imported once here, inherited by forked workers)
 
         import preprocessing  # noqa: F401
+        from preprocessing.workers import worker_context
 
         self._pool = cf.ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=_pool_context(), initializer=_quiet_worker, initargs=(os.getpid(),)
+            max_workers=self.workers, mp_context=worker_context(), initializer=_quiet_worker, initargs=(os.getpid(),)
         )
 
     def _submit(self, queue: list[tuple[int, str]], limit: int) -> bool:
@@ -324,7 +315,7 @@ class VideoDecoder:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGTERM)
 
-    def __iter__(self) -> Iterator[DecodedVideo | None]:
+    def __iter__(self) -> Iterator[DecodeResult | None]:
         if self.workers <= 0:
             for index, path in self.jobs:
                 yield _decode_video_job(index, path, **self.job_args)
@@ -337,7 +328,7 @@ class VideoDecoder:
         finally:
             self.close()
 
-    def _round(self) -> Iterator[DecodedVideo | None]:
+    def _round(self) -> Iterator[DecodeResult | None]:
         """Decode with one pool until the queue is done or the pool breaks."""
         alone = bool(self._suspects) and not self._running
         queue, limit = (self._suspects, 1) if alone else (self._todo, self.max_inflight)
@@ -348,7 +339,7 @@ class VideoDecoder:
                 if not done:  # no video in flight to blame: the next one is tried alone
                     index, path = queue.pop()
                     if alone:  # ... and a fresh pool broke before it could take it
-                        yield DecodedVideo(index, error=f"{path}: the decoder process crashed")
+                        yield DecodeResult(index, error=f"{path}: the decoder process crashed")
                     else:
                         self._suspects.append((index, path))
                     self.close()
@@ -374,20 +365,20 @@ class VideoDecoder:
             self.close()
             if alone:  # the one video in flight broke the pool by itself
                 for index in running:
-                    yield DecodedVideo(index, error=f"{self._paths[index]}: the decoder process crashed")
+                    yield DecodeResult(index, error=f"{self._paths[index]}: the decoder process crashed")
             else:
                 self._suspects.extend((index, self._paths[index]) for index in running)
                 log.warning("a decoding process died; retrying the %d videos in flight one at a time", len(running))
 
 
-def video_decoder(items: Sequence[InputItem], spec: dict[str, Any], options: InferenceOptions) -> VideoDecoder | None:
+def decode_pool(items: Sequence[InputItem], spec: dict[str, Any], options: InferenceOptions) -> DecodePool | None:
     """The decoder for the videos among `items` for a pixel model with input spec `spec` (decoding
     starts now), or None when there is nothing to decode that way (no videos, or a feature model)."""
     videos = [(i, it.path) for i, it in enumerate(items) if it.kind == "video"]
     if spec.get("kind") != "pixels" or not videos:
         return None
     fps, size = pixel_format(spec)
-    return VideoDecoder(videos, fps=fps, size=size, **decoder_options(options))
+    return DecodePool(videos, fps=fps, size=size, **decoder_options(options))
 
 
 def pixel_format(spec: dict[str, Any]) -> tuple[float, tuple[int, int]]:
@@ -396,7 +387,7 @@ def pixel_format(spec: dict[str, Any]) -> tuple[float, tuple[int, int]]:
 
 
 def decoder_options(options: InferenceOptions) -> dict[str, Any]:
-    """VideoDecoder keyword arguments from the run's options."""
+    """DecodePool keyword arguments from the run's options."""
     return dict(
         max_frames=options.max_frames, thumbnails=options.thumbnails, thumb_height=options.thumb_height,
         workers=options.workers, max_inflight=max(2 * options.workers, options.workers + options.batch_size),

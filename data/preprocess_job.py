@@ -15,9 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
-import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,16 +37,12 @@ from preprocessing.cache import (
 )
 from preprocessing.decode import VideoDecodeError, decode_video
 from preprocessing.names import printable_name, printable_text
-from preprocessing.workers import die_with_parent
+from preprocessing.workers import die_with_parent, worker_context
 
 log = logging.getLogger(__name__)
 
 _STALE_TMP_SECONDS = 3600  # temporary files older than this were left by a killed run
 
-# Worker start: fork on Linux costs milliseconds where spawn re-imports numpy and PyAV in every worker
-# (0.3 s quiet, seconds on a loaded machine: measured, it ate the gain of a second worker on 20 clips).
-# The parent holds no decoder when it forks (it only checks the cache), so nothing half-used is copied.
-_START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 
 
 @dataclass(frozen=True)
@@ -284,7 +278,7 @@ def _run_tasks(tasks: list[_Task], workers: int) -> Iterator[ClipResult]:
     # Largest files first (decode time grows with file size): a long clip left for the end would keep
     # one worker busy while the others idle; this is the longest-processing-time-first rule.
     tasks = sorted(tasks, key=lambda task: -file_size(task.clip.path))
-    context = multiprocessing.get_context(_START_METHOD)
+    context = worker_context()
     with concurrent.futures.ProcessPoolExecutor(
         min(workers, len(tasks)), mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
     ) as pool:

@@ -30,10 +30,12 @@ _loaded = False
 
 def register_model(name: str, config_cls: type) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator: `@register_model("tt_gru", TTGRUConfig)`."""
-    assert dataclasses.is_dataclass(config_cls), f"{config_cls} must be a dataclass"
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"{config_cls} must be a dataclass")
 
     def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        assert name not in _REGISTRY, f"model name {name!r} registered twice"
+        if name in _REGISTRY:
+            raise ValueError(f"model name {name!r} registered twice ({_REGISTRY[name][0].__qualname__}, {cls.__qualname__})")
         _REGISTRY[name] = (cls, config_cls)
         cls.registry_name = name
         return cls
@@ -45,12 +47,8 @@ def _load_all() -> None:
     global _loaded
     if _loaded:
         return
-    for mod in _MODEL_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a family not written yet; any other import error is real
-            if e.name != mod:
-                raise
+    for mod in _MODEL_MODULES:  # a module that fails to import is an error, never a silently missing family
+        importlib.import_module(mod)
     _loaded = True
 
 

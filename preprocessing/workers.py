@@ -1,4 +1,4 @@
-"""Worker processes that end when the process that started them ends.
+"""Worker processes: how they start (`worker_context`), and that they end when their parent ends.
 
 `concurrent.futures.ProcessPoolExecutor` workers wait on their task queue; when the parent is killed
 (`kill -9`, the out-of-memory killer) nothing wakes them, and forked workers even hold the queue's
@@ -12,11 +12,25 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import multiprocessing
+import multiprocessing.context
 import os
 import signal
 import sys
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """How decode workers start: fork on Linux, the platform's default elsewhere.
+
+    Fork starts a worker in milliseconds, where spawn re-imports numpy and PyAV in each one (enough
+    to eat the gain of a second worker on a short run; docs/BENCHMARKS.md). Forking is safe here:
+    the parents hold no open decoder when they fork, and the workers use no torch.
+    """
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
 
 
 def die_with_parent(parent_pid: int) -> None:

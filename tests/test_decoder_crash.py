@@ -19,7 +19,7 @@ def _decode_or_die(index, path, **kwargs):  # module level: the pool pickles it 
     if os.path.basename(path) == "crash.mp4":
         os._exit(3)  # the worker dies without a word, as after a segfault
     time.sleep(0.05)  # keeps the other videos in flight when the crash comes
-    return inputs.DecodedVideo(index, x=np.zeros((1, 2, 2, 3), np.uint8))
+    return inputs.DecodeResult(index, x=np.zeros((1, 2, 2, 3), np.uint8))
 
 
 @pytest.mark.parametrize("n,crasher,max_inflight,consumer_s", [(8, 2, 8, 0.0), (16, 6, 2, 0.08)])
@@ -32,10 +32,10 @@ def test_a_crashing_decoder_fails_only_its_own_video(monkeypatch, tmp_path, n, c
         path = tmp_path / ("crash.mp4" if i == crasher else f"v{i}.mp4")
         path.write_bytes(b"x" * 100 * (n - i))  # handed out in index order (largest first)
         jobs.append((i, str(path)))
-    decoder = inputs.VideoDecoder(jobs, fps=24.0, size=(2, 2), workers=2, max_inflight=max_inflight)
+    decoder = inputs.DecodePool(jobs, fps=24.0, size=(2, 2), workers=2, max_inflight=max_inflight)
     out = []
     for d in decoder:
-        if isinstance(d, inputs.DecodedVideo):
+        if isinstance(d, inputs.DecodeResult):
             out.append(d)
             time.sleep(consumer_s)
     assert sorted(d.index for d in out) == list(range(n))  # every video exactly once
@@ -45,7 +45,7 @@ def test_a_crashing_decoder_fails_only_its_own_video(monkeypatch, tmp_path, n, c
 
 def _decode_slowly(index, path, **kwargs):  # module level: the pool pickles it by name
     time.sleep(60)
-    return inputs.DecodedVideo(index, x=np.zeros((1, 2, 2, 3), np.uint8))
+    return inputs.DecodeResult(index, x=np.zeros((1, 2, 2, 3), np.uint8))
 
 
 def test_closing_a_decoder_early_stops_its_workers(monkeypatch, tmp_path):
@@ -53,7 +53,7 @@ def test_closing_a_decoder_early_stops_its_workers(monkeypatch, tmp_path):
     must not leave workers decoding: the interpreter's exit would wait for them."""
     monkeypatch.setattr(inputs, "_decode_video_job", _decode_slowly)
     (tmp_path / "v.mp4").write_bytes(b"x" * 100)
-    decoder = inputs.VideoDecoder([(0, str(tmp_path / "v.mp4"))] * 2, fps=24.0, size=(2, 2), workers=2)
+    decoder = inputs.DecodePool([(0, str(tmp_path / "v.mp4"))] * 2, fps=24.0, size=(2, 2), workers=2)
     pids = list(decoder._pool._processes)
     assert len(pids) == 2
     decoder.close()

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from app.checkpoint import CheckpointError, read_input_spec
-    from app.inputs import InferenceOptions, discover_inputs, video_decoder
+    from app.inputs import InferenceOptions, decode_pool, discover_inputs
 
     start = time.perf_counter()
     if not args.inputs:
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     )
     # A pixel model's videos start decoding now, in worker processes forked before torch is imported
     # (a lighter fork); importing torch and loading the model (seconds) overlap the decoding.
-    decoder = video_decoder(items, spec, options) if args.workers > 0 else None
+    decoder = decode_pool(items, spec, options) if args.workers > 0 else None
     try:
         return _classify(args, items, options, decoder, start)
     finally:
