@@ -175,10 +175,10 @@ def test_the_stream_stays_bounded_and_predicts_while_decoding(folder, checkpoint
 
 
 def test_a_decoder_started_for_another_spec_is_refused(folder, checkpoint):
-    from app.inputs import video_decoder
+    from app.inputs import decode_pool
 
     items, options = discover_inputs([folder]), InferenceOptions(workers=1)
-    decoder = video_decoder(items, {"kind": "pixels", "size": [16, 12], "fps": FPS}, options)
+    decoder = decode_pool(items, {"kind": "pixels", "size": [16, 12], "fps": FPS}, options)
     with pytest.raises(ValueError, match="another input spec"):
         classify(items, load_checkpoint(checkpoint), options=options, decoder=decoder)
 
