@@ -1,0 +1,84 @@
+"""Seeded mistakes in the training objective, schedule, resume and DDP paths (app/train.py) and the
+tests that catch them (tests/test_guards_train.py)."""
+
+from __future__ import annotations
+
+from tests.robustness.mutations import Mutation
+
+FILE = "app/train.py"
+GUARDS = "tests/test_guards_train.py"
+
+MUTATIONS = (
+    Mutation(
+        "softmax cross-entropy instead of BCE for multi-label", FILE,
+        "return F.binary_cross_entropy_with_logits(logits, y.float())",
+        "return F.cross_entropy(logits, y.float())",
+        (GUARDS, "-k", "loss_fn"),
+    ),
+    Mutation(
+        "L2 penalty averaged over the weights instead of summed", FILE,
+        "l2 * sum((w * w).sum() for w in l2_weights)", "l2 * sum((w * w).mean() for w in l2_weights)",
+        (GUARDS, "-k", "l2_penalty"),
+    ),
+    Mutation(
+        "L2 penalty covers the classifier biases too", FILE,
+        'return [p for name, p in head.named_parameters() if name.endswith("weight")]',
+        "return [p for name, p in head.named_parameters()]",
+        (GUARDS, "-k", "l2_penalty"),
+    ),
+    Mutation(
+        "the engine passes the learning rate as the L2 factor", FILE,
+        "l2=tc.l2, l2_weights=l2_weights", "l2=tc.lr, l2_weights=l2_weights",
+        (GUARDS, "-k", "l2_from_config"),
+    ),
+    Mutation(
+        "gradients clipped by value instead of by global norm", FILE,
+        "nn.utils.clip_grad_norm_(model.parameters(), grad_clip)",
+        "nn.utils.clip_grad_value_(model.parameters(), grad_clip)",
+        (GUARDS, "-k", "gradient_clipping"),
+    ),
+    Mutation(
+        "early stopping one epoch late (> patience)", FILE,
+        'stop = st["epoch"] >= tc.epochs or bool(tc.patience and st["bad_epochs"] >= tc.patience)',
+        'stop = st["epoch"] >= tc.epochs or bool(tc.patience and st["bad_epochs"] > tc.patience)',
+        (GUARDS, "-k", "early_stopping"),
+    ),
+    Mutation(
+        "an equal validation score counts as an improvement", FILE,
+        "(current > best if higher_better else current < best)",
+        "(current >= best if higher_better else current <= best)",
+        (GUARDS, "-k", "early_stopping"),
+    ),
+    Mutation(
+        "LR decays smoothly every step instead of in a staircase", FILE,
+        "return decay ** ((step * batch_examples) // every_examples)",
+        "return decay ** (step * batch_examples / every_examples)",
+        (GUARDS, "-k", "staircase"),
+    ),
+    Mutation(
+        "LR staircase counts the current batch as seen (off by one step)", FILE,
+        "return decay ** ((step * batch_examples) // every_examples)",
+        "return decay ** (((step + 1) * batch_examples) // every_examples)",
+        (GUARDS, "-k", "staircase"),
+    ),
+    Mutation(
+        "LR scheduler state not restored on resume", FILE,
+        '        scheduler.load_state_dict(saved["scheduler"])\n', "",
+        (GUARDS, "-k", "resume_mid_epoch_continues"),
+    ),
+    Mutation(
+        "YouTube-8M resume replays one batch too few", FILE,
+        'for _ in range(st["batch"]):', 'for _ in range(st["batch"] - 1):',
+        (GUARDS, "-k", "yt8m_mid_epoch_resume"),
+    ),
+    Mutation(
+        "under DDP the LR staircase counts one rank's batch only", FILE,
+        "batch_examples = cfg.data.batch_size * dist_info.world", "batch_examples = cfg.data.batch_size",
+        (GUARDS, "-k", "two_process_ddp"),
+    ),
+    Mutation(
+        "DDP ranks all step through every batch (sampler not sharded by rank)", FILE,
+        "rank=dist_info.rank, num_replicas=dist_info.world,", "rank=0, num_replicas=1,",
+        (GUARDS, "-k", "two_process_ddp"),
+    ),
+)
