@@ -30,6 +30,7 @@ GEMM and a 164 MB intermediate) 0.13 s and a much larger second stage; three mod
 0.32 s, a plain einsum chain over the whole batch 0.93 s, dense nn.Linear 2.5 s.
 Export: while torch.jit.trace / torch.export / ONNX record the layer, steps 2-3 are replaced by
 `_first_stage_plain` (the same folded GEMM on the whole float input, no Python loop or Function).
+`tt_linear_reference` is the plain formula (an einsum chain, slow) that the tests hold all of this to.
 """
 
 from __future__ import annotations
@@ -387,6 +388,42 @@ def tt_linear(
     if bias is not None:
         y = y + bias
     return y.view(*lead, N)
+
+
+def tt_linear_reference(
+    x: torch.Tensor,
+    cores: Sequence[torch.Tensor],
+    bias: torch.Tensor | None = None,
+    *,
+    in_scale: float = 1.0,
+    in_shift: float = 0.0,
+    in_mask: torch.Tensor | None = None,
+    in_mask_index: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`tt_linear` as the formula, slow; the tests compare the fast path with it.
+
+    y = W @ ((x * in_scale + in_shift) * in_mask[in_mask_index]) + bias, with
+    W[(j_1..j_d), (i_1..i_d)] = G_1[:, i_1, j_1, :] @ ... @ G_d[:, i_d, j_d, :], contracted one core at a
+    time from the first (most significant) mode, on the whole float input: no merged cores, no affine
+    folding, no chunks, no custom backward (autograd differentiates the einsums) and no code shared with
+    the fast path, so that a mistake there cannot cancel out. There is no `merge`: it only chooses how
+    the fast path splits the same contraction.
+    """
+    R, D = math.prod(x.shape[:-1]), x.shape[-1]
+    t = x.reshape(R, D).to(cores[0].dtype) * in_scale + in_shift  # (R, D)
+    if in_mask is not None:
+        t = t * in_mask.to(t.dtype)[in_mask_index]  # (R, D)
+    P, Q = 1, D  # P = n_1..n_{k-1} (output modes done), Q = m_k..m_d (input modes left)
+    t = t.reshape(R, P, 1, Q)  # (R, P, r, Q) with r = r_0 = 1
+    for core in cores:
+        r, m, n, s = core.shape
+        Q //= m
+        t = t.reshape(R, P, r, m, Q)  # (R, P, r, m, Q)
+        t = torch.einsum("RPrmQ,rmns->RPnsQ", t, core)  # (R, P, n, s, Q)
+        P *= n
+        t = t.reshape(R, P, s, Q)  # (R, P, r, Q) for the next core
+    y = t.reshape(*x.shape[:-1], P)  # (..., N): s = r_d = 1, Q = 1
+    return y if bias is None else y + bias
 
 
 def _merge_cores(cores: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -1,11 +1,12 @@
-"""TTLinear against its own dense matrix, TT-SVD, gradcheck, initialization, parameter counts."""
+"""TTLinear against the plain formula `tt_linear_reference` and its own dense matrix, TT-SVD, gradcheck,
+initialization, parameter counts."""
 
 import math
 
 import pytest
 import torch
 
-from models.tt import TTLinear, _default_merge, tt_linear
+from models.tt import TTLinear, _default_merge, tt_linear, tt_linear_reference
 
 SHAPES = [  # (in_modes, out_modes, ranks)
     ((5,), (7,), (1, 1)),
@@ -23,6 +24,98 @@ def _random_layer(in_modes, out_modes, ranks, merge=None, dtype=torch.float32, s
             core.normal_()  # unit-scale cores make mistakes visible
         layer.bias.normal_()
     return layer
+
+
+# --- the fast path against the formula ------------------------------------------------------------
+
+REFERENCE_SHAPES = [  # (in_modes, out_modes, ranks): one mode, rank 1, output modes 1, large ranks
+    ((5,), (7,), (1, 1)),
+    ((6, 4), (1, 5), (1, 1, 1)),
+    ((4, 3, 2), (2, 2, 3), (1, 1, 1, 1)),
+    ((2, 3, 4), (3, 2, 2), (1, 2, 3, 1)),
+    ((3, 2, 2), (2, 3, 1), (1, 6, 5, 1)),
+    ((3, 4, 2, 5), (2, 3, 2, 2), (1, 3, 4, 2, 1)),
+    ((2, 2, 3, 2, 3), (2, 1, 3, 1, 2), (1, 2, 2, 3, 2, 1)),
+]
+INPUTS = [  # (input dtype, leading dims, in_scale, in_shift, with a mask, with a bias)
+    (torch.float64, (2, 5), 1.0, 0.0, False, True),
+    (torch.float64, (2, 5), 0.7, -0.3, True, False),
+    (torch.float64, (10,), 0.7, 0.0, True, True),  # masked without a shift: no added term
+    (torch.float64, (2, 5), 0.7, -0.3, False, True),  # affine map folded into the output
+    (torch.float64, (), 1.3, 0.4, True, True),  # one 1-D input row
+    (torch.uint8, (2, 5), 1 / 255, -0.5, True, True),
+    (torch.uint8, (5, 2), 1 / 255, -0.5, False, False),
+]
+
+
+def _assert_same(actual, expected):
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("first_stage", ["chunks", "one chunk", "export"])
+@pytest.mark.parametrize("in_modes,out_modes,ranks", REFERENCE_SHAPES)
+def test_fast_path_equals_reference_float64(monkeypatch, in_modes, out_modes, ranks, first_stage):
+    """tt_linear and its gradients w.r.t. x, cores and bias equal tt_linear_reference to 1e-10 for every
+    split (merge), every first stage (the chunked autograd.Function with several chunks or one, and the
+    plain tensor ops taken while a graph is captured), float and uint8 inputs, masks and affine maps."""
+    D = math.prod(in_modes)
+    if first_stage == "chunks":  # 3 rows per chunk: 10 rows are 4 chunks, the last one short
+        monkeypatch.setattr("models.tt._CHUNK_ELEMENTS", 3 * D)
+    monkeypatch.setattr("models.tt.capturing_graph", lambda: first_stage == "export")
+    torch.manual_seed(len(in_modes))
+    cores = [
+        torch.randn(ranks[k], in_modes[k], out_modes[k], ranks[k + 1], dtype=torch.float64)
+        for k in range(len(in_modes))
+    ]
+    bias = torch.randn(math.prod(out_modes), dtype=torch.float64)
+    mask = torch.rand(3, D, dtype=torch.float64)
+    for dtype, lead, in_scale, in_shift, masked, biased in INPUTS:
+        R = math.prod(lead)
+        if dtype == torch.uint8:
+            x = torch.randint(0, 256, (*lead, D), dtype=torch.uint8)
+        else:
+            x = torch.randn(*lead, D, dtype=torch.float64, requires_grad=True)
+        kw = dict(in_scale=in_scale, in_shift=in_shift)
+        if masked:  # runs of 2 rows per mask row cross the chunk borders; mask rows come back
+            kw.update(in_mask=mask, in_mask_index=(torch.arange(R) // 2) % 3)
+        for merge in [None, *range(1, len(in_modes) + 1)]:
+            cs = [c.clone().requires_grad_() for c in cores]
+            b = bias.clone().requires_grad_() if biased else None
+            leaves = [t for t in (x, *cs, b) if t is not None and t.requires_grad]
+            y_ref = tt_linear_reference(x, cs, b, **kw)
+            assert y_ref.shape == (*lead, math.prod(out_modes))
+            g = torch.randn_like(y_ref)  # a generic upstream gradient
+            grads_ref = torch.autograd.grad((y_ref * g).sum(), leaves)
+            y = tt_linear(x, cs, b, merge=merge, **kw)
+            assert y.shape == y_ref.shape and y.dtype == torch.float64
+            _assert_same(y, y_ref)
+            for got, want in zip(torch.autograd.grad((y * g).sum(), leaves), grads_ref, strict=True):
+                _assert_same(got, want)
+
+
+@pytest.mark.parametrize("in_modes,out_modes,ranks", REFERENCE_SHAPES)
+def test_layer_forward_and_dense_weight_equal_reference(in_modes, out_modes, ranks):
+    """TTLinear.forward (its default split) and dense_weight (the reference applied to the identity,
+    transposed) against the formula."""
+    layer = _random_layer(in_modes, out_modes, ranks, dtype=torch.float64)
+    cores = list(layer.cores)
+    D = math.prod(in_modes)
+    with torch.no_grad():
+        x = torch.randn(3, 4, D, dtype=torch.float64)
+        _assert_same(layer(x), tt_linear_reference(x, cores, layer.bias))
+        eye = torch.eye(D, dtype=torch.float64)
+        _assert_same(layer.dense_weight(), tt_linear_reference(eye, cores).t())
+
+
+def test_reference_on_a_hand_computed_two_core_matrix():
+    """The reference itself, on a case worked by hand: with rank 1 the matrix is a Kronecker product,
+    W = kron(G_1[0, :, :, 0].T, G_2[0, :, :, 0].T), with the first mode most significant."""
+    torch.manual_seed(0)
+    g1 = torch.randn(1, 2, 3, 1, dtype=torch.float64)
+    g2 = torch.randn(1, 4, 2, 1, dtype=torch.float64)
+    W = torch.kron(g1[0, :, :, 0].t(), g2[0, :, :, 0].t())  # (3 * 2, 2 * 4)
+    x = torch.randn(5, 8, dtype=torch.float64)
+    _assert_same(tt_linear_reference(x, [g1, g2]), x @ W.T)
 
 
 @pytest.mark.parametrize("in_modes,out_modes,ranks", SHAPES)
