@@ -6,7 +6,7 @@ Loading never unpickles: weights come from safetensors, the rest is plain JSON. 
 records the sha256 of its weights file: a process killed between writing the two files leaves new
 weights beside the old sidecar, and the loader refuses that pair instead of mislabelling the weights.
 
-Input spec, one of:
+The input spec is a typed `data.specs.PixelSpec` or `FeatureSpec`; the sidecar stores its JSON form:
     {"kind": "pixels", "size": [W, H], "fps": 24.0}
     {"kind": "features", "dims": 1152, "level": "video" | "frame"}
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.version import code_version
+from data.specs import InputSpec, SpecError, spec_from_json
 from preprocessing.fileio import atomic_path, write_json
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class Checkpoint:
     model_name: str
     model_config: dict[str, Any]
     class_names: list[str]
-    input_spec: dict[str, Any]
+    input_spec: InputSpec
     multi_label: bool = False
     train_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -56,7 +57,7 @@ def save_checkpoint(
     model: nn.Module,
     *,
     class_names: list[str],
-    input_spec: dict[str, Any],
+    input_spec: InputSpec | dict[str, Any],
     multi_label: bool = False,
     train_config: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
@@ -80,7 +81,7 @@ def save_checkpoint(
         "model_name": model.registry_name,
         "model_config": dataclasses.asdict(model.config),
         "class_names": list(class_names),
-        "input_spec": dict(input_spec),
+        "input_spec": spec_from_json(input_spec).to_json(),
         "multi_label": bool(multi_label),
         "train_config": train_config or {},
         "metrics": metrics or {},
@@ -125,7 +126,7 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def read_input_spec(path: str | os.PathLike) -> dict[str, Any]:
+def read_input_spec(path: str | os.PathLike) -> InputSpec:
     """The checkpoint's input spec, from its sidecar alone (checked, and its weights file exists;
     no torch, no weights read)."""
     meta = read_meta(path)
@@ -134,7 +135,7 @@ def read_input_spec(path: str | os.PathLike) -> dict[str, Any]:
     weights = _weights_path(meta, js)
     if not weights.is_file():
         raise CheckpointError(f"{weights}: the weights file its sidecar {js.name} names is missing")
-    return dict(meta["input_spec"])
+    return spec_from_json(meta["input_spec"])
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Checkpoint:
@@ -203,7 +204,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
         model_name=meta["model_name"],
         model_config=meta["model_config"],
         class_names=list(meta["class_names"]),
-        input_spec=dict(meta["input_spec"]),
+        input_spec=spec_from_json(meta["input_spec"]),
         multi_label=bool(meta.get("multi_label", False)),
         train_config=meta.get("train_config", {}),
         metrics=meta.get("metrics", {}),
@@ -225,17 +226,10 @@ def _check_meta(meta: dict[str, Any], js: Path) -> None:
         raise bad("class_names must be a non-empty list of strings")
     if not isinstance(meta.get("weights", ""), str):
         raise bad("weights must be a file name")
-    spec = meta.get("input_spec")
-    if not isinstance(spec, dict) or spec.get("kind") not in ("pixels", "features"):
-        raise bad('input_spec must be an object with kind "pixels" or "features"')
-    if spec["kind"] == "pixels":
-        size, fps = spec.get("size"), spec.get("fps")
-        if not (isinstance(size, list) and len(size) == 2 and all(_positive(v, int) for v in size)):
-            raise bad("a pixel input_spec needs size [W, H] of positive integers")
-        if not _positive(fps, (int, float)):
-            raise bad("a pixel input_spec needs a positive fps")
-    elif not _positive(spec.get("dims", 1152), int) or spec.get("level", "frame") not in ("video", "frame"):
-        raise bad('a feature input_spec needs positive integer dims and level "video" or "frame"')
+    try:
+        spec_from_json(meta.get("input_spec"))
+    except SpecError as e:
+        raise bad(str(e)) from None
 
 
 def _weights_path(meta: dict[str, Any], js: Path) -> Path:
@@ -249,10 +243,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _positive(value: Any, types: type | tuple[type, ...]) -> bool:
-    return isinstance(value, types) and not isinstance(value, bool) and value > 0
 
 
 def _stem(path: str | os.PathLike) -> Path:

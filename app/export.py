@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from app.checkpoint import Checkpoint
+from data.specs import FeatureSpec, PixelSpec
 from preprocessing.fileio import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -58,24 +59,24 @@ class ExportError(Exception):
 
 def default_max_frames(ckpt: Checkpoint) -> int:
     spec = ckpt.input_spec
-    if spec.get("kind") == "features":
-        return 1 if spec.get("level") == "video" else FRAME_LEVEL_MAX
+    if isinstance(spec, FeatureSpec):
+        return 1 if spec.level == "video" else FRAME_LEVEL_MAX
     data_cfg = ckpt.train_config.get("data", {}) if isinstance(ckpt.train_config, dict) else {}
     trained_cap = data_cfg.get("max_frames") if isinstance(data_cfg, dict) else None
     if isinstance(trained_cap, int) and trained_cap > 0:  # 0 means the training clips were not cut
         return trained_cap
-    return max(1, round(float(spec.get("fps", 24.0)) * DEFAULT_SECONDS))
+    return max(1, round(spec.fps * DEFAULT_SECONDS))
 
 
 def example_inputs(ckpt: Checkpoint, *, batch: int, steps: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Random inputs of the checkpoint's kind: x (batch, steps, ...) and lengths (batch,) in [1, steps]."""
     g = torch.Generator().manual_seed(seed)
     spec = ckpt.input_spec
-    if spec.get("kind") == "pixels":
-        W, H = (int(v) for v in spec["size"])
+    if isinstance(spec, PixelSpec):
+        W, H = spec.size
         x = torch.randint(0, 256, (batch, steps, H, W, 3), dtype=torch.uint8, generator=g)  # (B, T, H, W, 3)
     else:
-        x = torch.randn(batch, steps, int(spec.get("dims", 1152)), generator=g)  # (B, T, D)
+        x = torch.randn(batch, steps, spec.dims, generator=g)  # (B, T, D)
     lengths = torch.randint(1, steps + 1, (batch,), generator=g)
     lengths[0] = steps  # one full-length item
     for b in range(batch):
@@ -126,7 +127,7 @@ def export_checkpoint(
             "format": fmt,
             "model_name": ckpt.model_name,
             "class_names": ckpt.class_names,
-            "input_spec": ckpt.input_spec,
+            "input_spec": ckpt.input_spec.to_json(),
             "multi_label": ckpt.multi_label,
             "max_frames": steps,
             "inputs": {"x": _shape_doc(ckpt, steps), "lengths": "int64 (B,)"},
@@ -141,10 +142,10 @@ def export_checkpoint(
 
 def _shape_doc(ckpt: Checkpoint, steps: int) -> str:
     spec = ckpt.input_spec
-    if spec.get("kind") == "pixels":
-        W, H = spec["size"]
+    if isinstance(spec, PixelSpec):
+        W, H = spec.size
         return f"uint8 (B, {steps}, {H}, {W}, 3)"
-    return f"float32 (B, {steps}, {spec.get('dims', 1152)})"
+    return f"float32 (B, {steps}, {spec.dims})"
 
 
 def _torch_export(model: torch.nn.Module, example: tuple[torch.Tensor, torch.Tensor]):

@@ -6,11 +6,11 @@
         ...
 
 The checkpoint's input spec picks the path:
-- pixel models (`{"kind": "pixels", "size": [W, H], "fps": F}`): every video is decoded by
+- pixel models (`PixelSpec(size=(W, H), fps=F)`): every video is decoded by
   `preprocessing.video_to_array` -- the function the cache builder uses -- with the checkpoint's fps
   and size, in worker processes (`app.inputs.DecodePool`, largest files first), while the main
   process runs batched inference on what is ready;
-- feature models (`{"kind": "features", ...}`): YouTube-8M TFRecord records and `.npy` arrays
+- feature models (`FeatureSpec(dims, level)`): YouTube-8M TFRecord records and `.npy` arrays
   `(T, 1152)` are read in the main process (cheap); raw videos need a `FeatureExtractor`
   (`preprocessing.features`), which runs Inception + PCA (+ VGGish) on frames decoded by the workers.
 
@@ -55,9 +55,9 @@ from app.inputs import (
     discover_inputs,
     make_thumbnails,
     one_line,
-    pixel_format,
     sniff_input,
 )
+from data.specs import FeatureSpec
 from models.common import FEATURE_DIM
 from preprocessing.names import printable_name, printable_text
 
@@ -161,10 +161,9 @@ class Classifier:
         self.device = resolve_device(options.device)
         self.model = ckpt.model.to(self.device).eval()
         self.spec = ckpt.input_spec
-        self.kind = self.spec.get("kind")
-        assert self.kind in ("pixels", "features"), f"unknown input spec kind {self.kind!r}"
+        self.kind = self.spec.kind  # "pixels" | "features"
         self.feature_extractor = feature_extractor
-        self.level = self.spec.get("level", "frame")
+        self.level = self.spec.level if isinstance(self.spec, FeatureSpec) else "frame"
 
     # -- public -------------------------------------------------------------------------------
 
@@ -301,12 +300,12 @@ class Classifier:
     ) -> Iterator[_Ready | Prediction | None]:
         if decoder is None:
             if self.kind == "pixels":
-                (fps, size), audio_rate = pixel_format(self.spec), None
+                fps, size, audio_rate = self.spec.fps, self.spec.size, None
             else:
                 fx = self.feature_extractor
                 fps, size, audio_rate = fx.fps, fx.size, fx.sample_rate
             decoder = DecodePool(videos, fps=fps, size=size, audio_rate=audio_rate, **decoder_options(self.options))
-        elif decoder.jobs != videos or self.kind != "pixels" or (decoder.fps, decoder.size) != pixel_format(self.spec):
+        elif decoder.jobs != videos or self.kind != "pixels" or (decoder.fps, decoder.size) != (self.spec.fps, self.spec.size):
             decoder.close()
             raise ValueError("the decoder was started for other videos or another input spec than this model's")
         decoder.busy = busy

@@ -3,7 +3,7 @@ command line starts the decoders before it imports torch and loads the checkpoin
 on a small machine), so the first videos are decoded by the time the model is ready.
 
     items = discover_inputs(["videos/", "clip.mp4", "shards/train*.tfrecord"])  # sniffed by content
-    decoder = decode_pool(items, {"kind": "pixels", "size": [32, 24], "fps": 24.0}, InferenceOptions())
+    decoder = decode_pool(items, PixelSpec(size=(32, 24), fps=24.0), InferenceOptions())
     for d in decoder:  # DecodeResult results as they finish, or IDLE / SPARE while none is ready
         ...
 """
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from data.specs import InputSpec, PixelSpec
 
 log = logging.getLogger(__name__)
 
@@ -371,19 +373,13 @@ class DecodePool:
                 log.warning("a decoding process died; retrying the %d videos in flight one at a time", len(running))
 
 
-def decode_pool(items: Sequence[InputItem], spec: dict[str, Any], options: InferenceOptions) -> DecodePool | None:
+def decode_pool(items: Sequence[InputItem], spec: InputSpec, options: InferenceOptions) -> DecodePool | None:
     """The decoder for the videos among `items` for a pixel model with input spec `spec` (decoding
     starts now), or None when there is nothing to decode that way (no videos, or a feature model)."""
     videos = [(i, it.path) for i, it in enumerate(items) if it.kind == "video"]
-    if spec.get("kind") != "pixels" or not videos:
+    if not isinstance(spec, PixelSpec) or not videos:
         return None
-    fps, size = pixel_format(spec)
-    return DecodePool(videos, fps=fps, size=size, **decoder_options(options))
-
-
-def pixel_format(spec: dict[str, Any]) -> tuple[float, tuple[int, int]]:
-    """(fps, (W, H)) of a pixel input spec, as the decoder takes them."""
-    return float(spec["fps"]), (int(spec["size"][0]), int(spec["size"][1]))
+    return DecodePool(videos, fps=spec.fps, size=spec.size, **decoder_options(options))
 
 
 def decoder_options(options: InferenceOptions) -> dict[str, Any]:

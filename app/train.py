@@ -26,6 +26,7 @@ reproduces the uninterrupted run exactly (bit for bit on CPU; on GPU with `deter
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import math
@@ -48,6 +49,7 @@ from app.checkpoint import save_checkpoint
 from app.config import ExperimentConfig, config_to_toml
 from data.batch import Batch, pad_collate
 from data.datasets import BucketBatchSampler, build_datasets, eval_batches, is_k_fold
+from data.specs import InputSpec, PixelSpec
 from preprocessing.fileio import atomic_open, atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -71,17 +73,17 @@ class Dist:
 # --- model and optimization pieces -------------------------------------------------------------------
 
 
-def build_model(cfg: ExperimentConfig, *, num_classes: int, input_spec: dict[str, Any]) -> nn.Module:
+def build_model(cfg: ExperimentConfig, *, num_classes: int, input_spec: InputSpec) -> nn.Module:
     """The registered model, with num_classes from the data and a pixel model's input size from the
     frame size (W*H*3): `input_size` is filled in, `in_modes` must multiply to it."""
     from models import create_model, model_config_class
 
     params = dict(cfg.model.params)
-    fields = model_config_class(cfg.model.name).__dataclass_fields__
+    fields = {f.name: f for f in dataclasses.fields(model_config_class(cfg.model.name))}
     if "num_classes" in fields and params.setdefault("num_classes", num_classes) != num_classes:
         raise ValueError(f"model.num_classes = {params['num_classes']} but the data has {num_classes} classes")
-    if input_spec["kind"] == "pixels":
-        W, H = input_spec["size"]
+    if isinstance(input_spec, PixelSpec):
+        W, H = input_spec.size
         D = W * H * 3
         if "input_size" in fields and params.setdefault("input_size", D) != D:
             raise ValueError(f"model.input_size = {params['input_size']}, frames have W*H*3 = {D} values")

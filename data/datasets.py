@@ -37,6 +37,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from data.config import DataConfig
+from data.specs import FeatureSpec, InputSpec, PixelSpec
 from preprocessing.cache import (
     CacheEntry,
     CacheError,
@@ -62,7 +63,7 @@ class DataSplits:
     test: Any | None  # scored at the end of training
     class_names: list[str]
     multi_label: bool  # several labels per clip: sigmoid outputs, BCE loss, MAP
-    input_spec: dict[str, Any]  # the checkpoint's input spec
+    input_spec: InputSpec  # what the model takes; the checkpoint stores it
     info: dict[str, Any] = field(default_factory=dict)  # split kind, fold, clip counts (for the run log)
 
 
@@ -422,7 +423,7 @@ def build_datasets(cfg: DataConfig, *, fold: int | None = None, seed: int = 0) -
         test=make(test_idx) if len(test_idx) else None,
         class_names=class_names,
         multi_label=multi_label,
-        input_spec={"kind": "pixels", "size": [int(cfg.size[0]), int(cfg.size[1])], "fps": float(cfg.fps)},
+        input_spec=PixelSpec(size=(int(cfg.size[0]), int(cfg.size[1])), fps=float(cfg.fps)),
         info=info,
     )
 
@@ -453,6 +454,6 @@ def _build_yt8m(cfg: DataConfig, *, seed: int) -> DataSplits:
         test=make(cfg.test_files, False),
         class_names=read_vocabulary(),
         multi_label=True,
-        input_spec={"kind": "features", "dims": FEATURE_DIM, "level": cfg.level},
+        input_spec=FeatureSpec(dims=FEATURE_DIM, level=cfg.level),
         info={"dataset": "yt8m", "protocol": "files", "train_files": cfg.train_files},
     )

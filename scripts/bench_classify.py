@@ -31,9 +31,8 @@ import time
 
 import preprocessing  # noqa: F401  (imported before forking, as classify does)
 from app.__main__ import main as app_main
-from app.checkpoint import read_meta
+from app.checkpoint import read_input_spec
 from app.inference import discover_inputs
-from app.inputs import pixel_format
 
 
 def _decode_one(path: str, fps: float, size: tuple[int, int]) -> int:
@@ -91,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=15)
     args = p.parse_args(argv)
 
-    spec = read_meta(args.checkpoint)["input_spec"]
-    fps, size = pixel_format(spec)
+    spec = read_input_spec(args.checkpoint)
+    fps, size = spec.fps, spec.size
     items = discover_inputs([args.folder])
     paths = [it.path for it in items if it.kind == "video"]
     n = len(items)  # classify's unit: every file gets a row; decode-only is given the video candidates

@@ -32,9 +32,10 @@ from app.ensemble import ensemble_probs, load_ensemble
 from app.metrics.yt8m import YT8MEvaluator
 from app.train import classifier_weights, lr_factor, train_step
 from data.batch import Batch
+from data.specs import FeatureSpec
 from data.yt8m import list_shards, load_arrays, read_vocabulary
 from models import create_model
-from models.common import NUM_CLASSES
+from models.common import FEATURE_DIM, NUM_CLASSES
 
 TRAIN = "../shared/yt8m/train/*.tfrecord"
 EVAL = "../shared/yt8m/validate/*.tfrecord"
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             model,
             class_names=read_vocabulary(),
-            input_spec={"kind": "features", "dims": 1152, "level": "video"},
+            input_spec=FeatureSpec(dims=FEATURE_DIM, level="video"),
             multi_label=True,
             train_config={"script": "scripts.train_yt8m_quick", **vars(args)},
             metrics=metrics,

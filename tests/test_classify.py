@@ -22,6 +22,7 @@ import torch
 from app.__main__ import main
 from app.checkpoint import load_checkpoint, save_checkpoint
 from app.inference import InferenceOptions, classify, discover_inputs
+from data.specs import PixelSpec
 from models import create_model
 from preprocessing import video_to_array
 
@@ -178,7 +179,7 @@ def test_a_decoder_started_for_another_spec_is_refused(folder, checkpoint):
     from app.inputs import decode_pool
 
     items, options = discover_inputs([folder]), InferenceOptions(workers=1)
-    decoder = decode_pool(items, {"kind": "pixels", "size": [16, 12], "fps": FPS}, options)
+    decoder = decode_pool(items, PixelSpec(size=(16, 12), fps=FPS), options)
     with pytest.raises(ValueError, match="another input spec"):
         classify(items, load_checkpoint(checkpoint), options=options, decoder=decoder)
 

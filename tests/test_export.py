@@ -65,7 +65,7 @@ def _export_and_compare(tmp_path: Path, capsys, ckpt_path: Path, fmt: str, *, st
     ckpt = load_checkpoint(ckpt_path)
     meta = json.loads(out.with_name(out.name + ".json").read_text())
     assert meta["max_frames"] == T and meta["class_names"] == ckpt.class_names
-    assert meta["input_spec"] == ckpt.input_spec
+    assert meta["input_spec"] == ckpt.input_spec.to_json()
 
     x, lengths = example_inputs(ckpt, batch=5, steps=T, seed=7)  # new batch size, new lengths
     lengths[1] = 1

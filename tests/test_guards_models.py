@@ -24,7 +24,6 @@ import torch
 
 from app.__main__ import main as app_main
 from app.checkpoint import load_checkpoint, read_input_spec
-from app.inputs import pixel_format
 from models import create_model
 from models.qrnn import QRNN, QRNNLayer
 from models.tt import TTLinear
@@ -50,8 +49,9 @@ PARITY_CLIPS = (
 def test_preprocess_cache_equals_video_to_array_byte_for_byte(tmp_path, capsys):
     """`python -m app preprocess --dataset folder` at the bundled model's input format, then each
     cached array against `video_to_array` called separately (what classify's workers call with
-    `pixel_format(spec)`): same shape, same bytes, and the record's sha256 is that of those bytes."""
-    fps, size = pixel_format(read_input_spec(DEMO_MODEL))  # (24.0, (32, 24))
+    the checkpoint's PixelSpec): same shape, same bytes, and the record's sha256 is that of those bytes."""
+    spec = read_input_spec(DEMO_MODEL)
+    fps, size = spec.fps, spec.size  # (24.0, (32, 24))
     root, cache = tmp_path / "videos", tmp_path / "cache"
     for i, name in enumerate(PARITY_CLIPS):
         (root / f"class{i}").mkdir(parents=True)
@@ -118,7 +118,7 @@ def test_bundled_demo_model_accuracy_on_the_demo_test_split(tmp_path):
     of a video training never saw). The whole split (~3 s), decoded as preprocess decodes it; the
     floor 0.9 leaves room for codec / CPU differences (each clip is 0.48% of the score)."""
     ckpt = load_checkpoint(DEMO_MODEL)
-    fps, size = pixel_format(ckpt.input_spec)
+    fps, size = ckpt.input_spec.fps, ckpt.input_spec.size
     clips = _demo_test_split(tmp_path / "test")
     assert len(clips) == 210
     # (210, 8, H, W, 3), decoded as preprocess decodes them

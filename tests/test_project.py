@@ -1,9 +1,12 @@
 """Project-level checks: one dependency list, required layout, the CLI answers --help."""
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,3 +89,19 @@ def test_design_references_point_at_docs_design():
             if cited and " ".join(cited.group(1).split()) not in headings:
                 problems.append(f"{where}: docs/DESIGN.md has no heading {cited.group(1)!r}")
     assert not problems, "bad references to the design notes:\n" + "\n".join(problems)
+
+
+def test_input_specs_round_trip_and_old_sidecars_still_load():
+    """PixelSpec / FeatureSpec to JSON and back; a sidecar's spec written before the types existed
+    (a feature spec without dims or level) reads with the defaults it always had."""
+    from data.specs import FeatureSpec, PixelSpec, SpecError, spec_from_json
+    from models.common import FEATURE_DIM
+
+    for spec in (PixelSpec(size=(160, 120), fps=24.0), FeatureSpec(dims=1152, level="video")):
+        assert spec_from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    assert spec_from_json({"kind": "features"}) == FeatureSpec(dims=FEATURE_DIM, level="frame")
+    assert spec_from_json({"kind": "pixels", "size": [32, 24], "fps": 24}) == PixelSpec(size=(32, 24), fps=24.0)
+    for bad in ({"kind": "pixels", "size": [32], "fps": 24}, {"kind": "pixels", "size": [32, 24], "fps": 0},
+                {"kind": "features", "level": "clip"}, {"kind": "audio"}, ["pixels"]):
+        with pytest.raises(SpecError):
+            spec_from_json(bad)

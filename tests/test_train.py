@@ -21,6 +21,7 @@ from app.__main__ import main
 from app.checkpoint import load_checkpoint
 from app.config import load_config
 from app.train import load_resume, train_experiment
+from data.specs import PixelSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,7 @@ def test_run_folder_checkpoints_and_metrics(tmp_path):
     assert load_config(run / "config.toml") == cfg  # the resolved config round trips
     ckpt = load_checkpoint(run)
     assert ckpt.model_name == "tt_gru" and ckpt.class_names == ["a", "b", "c"]
-    assert ckpt.input_spec == {"kind": "pixels", "size": [8, 6], "fps": 24.0}
+    assert ckpt.input_spec == PixelSpec(size=(8, 6), fps=24.0)
     assert ckpt.train_config["model"]["in_modes"] == [2, 3, 4, 6]
     saved = json.loads((run / "test_metrics.json").read_text())
     assert saved["num_clips"] == 6 and saved["accuracy"] == result["accuracy"]

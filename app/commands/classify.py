@@ -93,7 +93,7 @@ def _classify(args: argparse.Namespace, items: list, options, decoder, start: fl
     except CheckpointError as e:
         raise UsageError(" ".join(str(e).split())) from None
     extractor = None
-    if ckpt.input_spec.get("kind") == "features" and any(it.kind == "video" for it in items):
+    if ckpt.input_spec.kind == "features" and any(it.kind == "video" for it in items):
         from preprocessing.features import FeatureExtractorError, load_feature_extractor
 
         if args.feature_weights is not None:
@@ -133,7 +133,7 @@ def _classify(args: argparse.Namespace, items: list, options, decoder, start: fl
         "checkpoint": str(ckpt.path),
         "model": ckpt.model_name,
         "classes": str(len(ckpt.class_names)),
-        "input": _describe_spec(ckpt.input_spec),
+        "input": ckpt.input_spec.describe(),
     }
     write_errors = _write_outputs(out, preds, details)
     failed = [p for p in preds if not p.ok]
@@ -209,10 +209,3 @@ def _write_submission(path: Path, preds: list) -> None:
             if p.kind == "tfrecord" and p.ok:
                 row = kaggle_rows([p.video_id], np.asarray([p.top_scores]), class_indices=p.top_indices)[0]
                 f.write(row + "\n")
-
-
-def _describe_spec(spec: dict) -> str:
-    if spec.get("kind") == "pixels":
-        w, h = spec.get("size", ("?", "?"))
-        return f"pixels {w}x{h} at {spec.get('fps')} fps"
-    return f"features ({spec.get('dims', 1152)}-d, {spec.get('level', 'frame')} level)"
