@@ -34,7 +34,7 @@ import os
 import pickle
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,10 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
 from app.checkpoint import save_checkpoint
-from app.config import ExperimentConfig, config_to_toml
+from app.config import ExperimentConfig, TrainConfig, config_to_toml
 from data.batch import Batch, pad_collate
 from data.datasets import BucketBatchSampler, build_datasets, eval_batches, is_k_fold
-from data.specs import InputSpec, PixelSpec
+from data.specs import InputSpec, PixelSpec, spec_from_json
 from preprocessing.fileio import atomic_open, atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ def build_model(cfg: ExperimentConfig, *, num_classes: int, input_spec: InputSpe
     fields = {f.name: f for f in dataclasses.fields(model_config_class(cfg.model.name))}
     if "num_classes" in fields and params.setdefault("num_classes", num_classes) != num_classes:
         raise ValueError(f"model.num_classes = {params['num_classes']} but the data has {num_classes} classes")
+    input_spec = spec_from_json(input_spec)  # a PixelSpec / FeatureSpec, or its JSON form
     if isinstance(input_spec, PixelSpec):
         W, H = input_spec.size
         D = W * H * 3
@@ -324,6 +325,79 @@ class RunLog:
                 f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
 
 
+@dataclass
+class TrainState:
+    """The loop's progress: what the resume file carries beside the weights, optimizer, LR schedule
+    and RNG states (saved as top-level keys of resume.pt, so older resume files still load)."""
+
+    epoch: int = 0  # epochs done
+    batch: int = 0  # batches done in the epoch in progress
+    step: int = 0  # optimizer steps done
+    best_score: float | None = None  # the monitored value of the best epoch so far
+    best_epoch: int = -1  # 1-based epoch of that score
+    bad_epochs: int = 0  # epochs since the best one (early stopping)
+    history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per epoch
+    sums: dict[str, float] = field(default_factory=lambda: _zero_sums())  # running sums of the epoch
+
+    def stopped(self, tc: TrainConfig) -> bool:
+        return self.epoch >= tc.epochs or bool(tc.patience and self.bad_epochs >= tc.patience)
+
+
+def _zero_sums() -> dict[str, float]:
+    return {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
+
+
+@dataclass
+class _Run:
+    """Everything one training run works with, built once by `_setup`."""
+
+    cfg: ExperimentConfig
+    run_dir: Path
+    dist_info: Dist
+    progress: bool
+    say: RunLog
+    device: torch.device
+    data: Any  # data.datasets.DataSplits
+    model: nn.Module
+    ddp_model: nn.Module  # the model, wrapped in DistributedDataParallel under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    l2_weights: list[nn.Parameter]
+    loss_scale: float
+    metric_name: str  # the validation metric early stopping watches
+    higher_better: bool
+    score_key: str  # what TrainState.best_score holds: val_<metric>, or train_loss without validation
+    train_config: dict[str, Any]  # stored in every checkpoint
+
+    @property
+    def tc(self) -> TrainConfig:
+        return self.cfg.train
+
+    @property
+    def resume_path(self) -> Path:
+        return self.run_dir / "resume.pt"
+
+    def save_checkpoint(self, name: str, metrics: dict[str, Any]) -> None:
+        save_checkpoint(
+            self.run_dir / "checkpoints" / name, self.model, class_names=self.data.class_names,
+            input_spec=self.data.input_spec, multi_label=self.data.multi_label,
+            train_config=self.train_config, metrics=metrics,
+        )
+
+    def snapshot(self, st: TrainState) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": rng_state(), **dataclasses.asdict(st),
+        }
+
+    def predict_scores(self, dataset: Any) -> dict[str, Any]:
+        eval_bs = self.cfg.data.eval_batch_size or self.cfg.data.batch_size
+        _, s, t = predict(self.model, dataset, batch_size=eval_bs, workers=self.cfg.data.workers,
+                          device=self.device, dist_info=self.dist_info)
+        return score(s, t, class_names=self.data.class_names, multi_label=self.data.multi_label,
+                     dataset=self.cfg.data.dataset)
+
+
 def train_run(
     cfg: ExperimentConfig,
     *,
@@ -334,14 +408,26 @@ def train_run(
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Train one model and score its best checkpoint on the test split; returns the test metrics."""
-    run_dir = Path(run_dir)
-    main = dist_info.main
-    progress = cfg.train.progress if progress is None else progress
-    if main:
+    run = _setup(cfg, Path(run_dir), fold, dist_info, cfg.train.progress if progress is None else progress)
+    st = _restore(run) if resume else TrainState()
+    loader, sampler = train_loader(run.data.train, cfg, seed=cfg.train.seed, dist_info=dist_info,
+                                   pin=run.device.type == "cuda")
+    while not st.stopped(run.tc):
+        _run_epoch(run, st, loader, sampler)
+        _end_epoch(run, st)
+    if dist_info.world > 1:
+        _check_ranks_agree(run)
+    return _test_best(run, st)
+
+
+def _setup(cfg: ExperimentConfig, run_dir: Path, fold: int | None, dist_info: Dist, progress: bool) -> _Run:
+    """Run folder, seeds, device, data, model, optimizer and LR schedule."""
+    fold_cfg = cfg if fold is None else cfg.replace("data", fold=fold)
+    if dist_info.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_open(run_dir / "config.toml", "w", encoding="utf-8") as f:
-            f.write(config_to_toml(cfg if fold is None else cfg.replace("data", fold=fold)))
-    say = RunLog(run_dir / "log.txt" if main else None)
+            f.write(config_to_toml(fold_cfg))
+    say = RunLog(run_dir / "log.txt" if dist_info.main else None)
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
@@ -362,162 +448,173 @@ def train_run(
     batch_examples = cfg.data.batch_size * dist_info.world
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda step: lr_factor(step, batch_examples=batch_examples, decay=tc.lr_decay, every_examples=tc.lr_decay_examples),
+        lambda step: lr_factor(step, batch_examples=batch_examples, decay=tc.lr_decay,
+                               every_examples=tc.lr_decay_examples),
     )
-    l2_weights = classifier_weights(model) if tc.l2 > 0 else []
-    loss_scale = float(len(data.class_names)) if tc.loss == "sum_classes" and data.multi_label else 1.0
     metric_name, higher_better = monitored(cfg, data.multi_label)
-    score_key = f"val_{metric_name}" if data.val is not None else "train_loss"  # what best_score holds
-    eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
-    ckpt_dir = run_dir / "checkpoints"
-    resume_path = run_dir / "resume.pt"
-    train_config = cfg.to_dict() if fold is None else cfg.replace("data", fold=fold).to_dict()
+    return _Run(
+        cfg=cfg, run_dir=run_dir, dist_info=dist_info, progress=progress, say=say, device=device, data=data,
+        model=model, ddp_model=ddp_model, optimizer=optimizer, scheduler=scheduler,
+        l2_weights=classifier_weights(model) if tc.l2 > 0 else [],
+        loss_scale=float(len(data.class_names)) if tc.loss == "sum_classes" and data.multi_label else 1.0,
+        metric_name=metric_name, higher_better=higher_better,
+        score_key=f"val_{metric_name}" if data.val is not None else "train_loss",
+        train_config=fold_cfg.to_dict(),
+    )
 
-    def save_ckpt(name: str, metrics: dict) -> None:
-        save_checkpoint(
-            ckpt_dir / name, model, class_names=data.class_names, input_spec=data.input_spec,
-            multi_label=data.multi_label, train_config=train_config, metrics=metrics,
-        )
 
-    # state that the resume file carries
-    st: dict[str, Any] = {
-        "epoch": 0, "batch": 0, "step": 0, "best_score": None, "best_epoch": -1, "bad_epochs": 0,
-        "history": [], "sums": {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0},
-    }
-    if resume and resume_path.is_file():
-        saved = load_resume(resume_path)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        set_rng_state(saved["rng"])
-        st = {k: saved[k] for k in st}
-        say(f"resumed from {resume_path}: epoch {st['epoch']}, batch {st['batch']}, step {st['step']}")
-    elif resume:
-        say(f"--resume: no {resume_path}, starting from scratch")
+def _restore(run: _Run) -> TrainState:
+    """The state in resume.pt, with the model, optimizer, LR schedule and RNG put back; a fresh
+    state when there is none."""
+    if not run.resume_path.is_file():
+        run.say(f"--resume: no {run.resume_path}, starting from scratch")
+        return TrainState()
+    saved = load_resume(run.resume_path)
+    run.model.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    set_rng_state(saved["rng"])
+    st = TrainState(**{f.name: saved[f.name] for f in dataclasses.fields(TrainState)})
+    run.say(f"resumed from {run.resume_path}: epoch {st.epoch}, batch {st.batch}, step {st.step}")
+    return st
 
-    def snapshot() -> dict[str, Any]:
-        return {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": rng_state(), **st,
-        }
 
-    loader, sampler = train_loader(data.train, cfg, seed=tc.seed, dist_info=dist_info, pin=device.type == "cuda")
-    stop = st["epoch"] >= tc.epochs or (tc.patience and st["bad_epochs"] >= tc.patience)
-    while not stop:
-        epoch = st["epoch"]
-        if sampler is not None:
-            sampler.set_epoch(epoch, st["batch"])
-        else:
-            data.train.set_epoch(epoch)
-        total = len(sampler) + st["batch"] if sampler is not None else None
-        if tc.steps_per_epoch and total is not None:
-            total = min(total, tc.steps_per_epoch)
-        ddp_model.train()
-        bar = _bar(total, st["batch"], f"epoch {epoch + 1}/{tc.epochs}", progress and main)
-        t0 = time.perf_counter()
-        data_iter = iter(loader)
-        if sampler is None and st["batch"]:  # an IterableDataset: replay to the resume point
-            for _ in range(st["batch"]):
-                next(data_iter, None)
-        while True:
-            if tc.steps_per_epoch and st["batch"] >= tc.steps_per_epoch:
-                break
-            batch: Batch | None = next(data_iter, None)
-            if sampler is None and dist_info.world > 1:  # uneven shards: stop when any rank runs dry
-                flag = torch.tensor([0 if batch is None else 1], device=device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-                batch = batch if int(flag) else None
-            if batch is None:
-                break
-            loss, logits, y = train_step(ddp_model, batch, optimizer, scheduler, l2=tc.l2, l2_weights=l2_weights,
-                                         grad_clip=tc.grad_clip, multi_label=data.multi_label, device=device,
-                                         loss_scale=loss_scale)
-            n = len(batch.ids)
-            st["sums"]["loss"] += loss.item() * n
-            st["sums"]["seen"] += n
-            if not data.multi_label:
-                st["sums"]["correct"] += float((logits.argmax(1) == y).sum())
-            st["batch"] += 1
-            st["step"] += 1
-            if bar is not None:
-                elapsed = st["sums"]["seconds"] + time.perf_counter() - t0
-                bar.set_postfix(loss=f"{st['sums']['loss'] / st['sums']['seen']:.3f}",
-                                clips_s=f"{st['sums']['seen'] * dist_info.world / max(elapsed, 1e-9):.1f}")
-                bar.update(1)
-            if tc.save_every_steps and st["step"] % tc.save_every_steps == 0:
-                st["sums"]["seconds"] += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                if main:
-                    save_resume(resume_path, snapshot())
+def _run_epoch(run: _Run, st: TrainState, loader: DataLoader, sampler: BucketBatchSampler | None) -> None:
+    """Train from the state's (epoch, batch) to the end of the epoch (or steps_per_epoch)."""
+    tc, main = run.tc, run.dist_info.main
+    if sampler is not None:
+        sampler.set_epoch(st.epoch, st.batch)
+    else:
+        run.data.train.set_epoch(st.epoch)
+    total = len(sampler) + st.batch if sampler is not None else None
+    if tc.steps_per_epoch and total is not None:
+        total = min(total, tc.steps_per_epoch)
+    run.ddp_model.train()
+    bar = _bar(total, st.batch, f"epoch {st.epoch + 1}/{tc.epochs}", run.progress and main)
+    t0 = time.perf_counter()
+    data_iter = iter(loader)
+    if sampler is None and st.batch:  # an IterableDataset: replay to the resume point
+        for _ in range(st.batch):
+            next(data_iter, None)
+    while not (tc.steps_per_epoch and st.batch >= tc.steps_per_epoch):
+        batch = _next_batch(run, data_iter, sharded=sampler is not None)
+        if batch is None:
+            break
+        _train_on(run, st, batch)
         if bar is not None:
-            bar.close()
-        st["sums"]["seconds"] += time.perf_counter() - t0
+            elapsed = st.sums["seconds"] + time.perf_counter() - t0
+            bar.set_postfix(loss=f"{st.sums['loss'] / st.sums['seen']:.3f}",
+                            clips_s=f"{st.sums['seen'] * run.dist_info.world / max(elapsed, 1e-9):.1f}")
+            bar.update(1)
+        if tc.save_every_steps and st.step % tc.save_every_steps == 0:
+            st.sums["seconds"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if main:
+                save_resume(run.resume_path, run.snapshot(st))
+    if bar is not None:
+        bar.close()
+    st.sums["seconds"] += time.perf_counter() - t0
 
-        # end of epoch: validate, log, checkpoint, early stopping
-        sums = st["sums"]
-        row: dict[str, Any] = {
-            "epoch": epoch + 1, "step": st["step"], "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": sums["loss"] / max(sums["seen"], 1),
-            "train_accuracy": sums["correct"] / max(sums["seen"], 1) if not data.multi_label else float("nan"),
-            "clips_per_s": sums["seen"] * dist_info.world / max(sums["seconds"], 1e-9),
-            "epoch_seconds": sums["seconds"],
-        }
-        if data.val is not None:
-            _, s, t = predict(model, data.val, batch_size=eval_bs, workers=cfg.data.workers, device=device,
-                              dist_info=dist_info)
-            val = score(s, t, class_names=data.class_names, multi_label=data.multi_label, dataset=cfg.data.dataset)
-            row.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
-            current = val[metric_name]
-            best = st["best_score"]
-            improved = best is None or (current > best if higher_better else current < best)
-        else:
-            current = row["train_loss"]  # no validation split: every epoch "improves", the last is kept
-            improved = True
+
+def _next_batch(run: _Run, data_iter: Any, *, sharded: bool) -> Batch | None:
+    """The next training batch, or None at the end of the epoch (under DDP: when any rank runs dry)."""
+    batch: Batch | None = next(data_iter, None)
+    if not sharded and run.dist_info.world > 1:  # uneven shards of an IterableDataset
+        flag = torch.tensor([0 if batch is None else 1], device=run.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        batch = batch if int(flag) else None
+    return batch
+
+
+def _train_on(run: _Run, st: TrainState, batch: Batch) -> None:
+    """One optimizer step on `batch`, counted in the state's running sums."""
+    tc = run.tc
+    loss, logits, y = train_step(
+        run.ddp_model, batch, run.optimizer, run.scheduler, l2=tc.l2, l2_weights=run.l2_weights,
+        grad_clip=tc.grad_clip, multi_label=run.data.multi_label, device=run.device, loss_scale=run.loss_scale,
+    )
+    n = len(batch.ids)
+    st.sums["loss"] += loss.item() * n
+    st.sums["seen"] += n
+    if not run.data.multi_label:
+        st.sums["correct"] += float((logits.argmax(1) == y).sum())
+    st.batch += 1
+    st.step += 1
+
+
+def _end_epoch(run: _Run, st: TrainState) -> None:
+    """Validate, log, update early stopping, write checkpoints, metrics.csv and the resume state."""
+    epoch = st.epoch
+    row = _epoch_row(run, st)
+    if run.data.val is not None:
+        val = run.predict_scores(run.data.val)
+        row.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
+        current = val[run.metric_name]
+        best = st.best_score
+        improved = best is None or (current > best if run.higher_better else current < best)
+    else:
+        current = row["train_loss"]  # no validation split: every epoch "improves", the last is kept
+        improved = True
+    if improved:
+        st.best_score, st.best_epoch, st.bad_epochs = float(current), epoch + 1, 0
+    else:
+        st.bad_epochs += 1
+    st.history.append(row)
+    st.epoch, st.batch, st.sums = epoch + 1, 0, _zero_sums()
+    run.say(" | ".join(f"{k} {_fmt(v)}" for k, v in row.items()) + (" *" if improved else ""))
+    if run.dist_info.main:
         if improved:
-            st["best_score"], st["best_epoch"], st["bad_epochs"] = float(current), epoch + 1, 0
-        else:
-            st["bad_epochs"] += 1
-        st["history"].append(row)
-        st["epoch"], st["batch"] = epoch + 1, 0
-        st["sums"] = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
-        say(" | ".join(f"{k} {_fmt(v)}" for k, v in row.items()) + (" *" if improved else ""))
-        stop = st["epoch"] >= tc.epochs or bool(tc.patience and st["bad_epochs"] >= tc.patience)
-        if main:
-            epoch_metrics = {"epoch": epoch + 1, score_key: st["best_score"]}
-            if improved:
-                save_ckpt("best", epoch_metrics)
-            save_ckpt("last", {"epoch": epoch + 1})
-            write_metrics_csv(run_dir / "metrics.csv", st["history"])
-            save_resume(resume_path, snapshot())
-        if stop and tc.patience and st["bad_epochs"] >= tc.patience:
-            say(f"early stop: no better val {metric_name} for {tc.patience} epochs (best epoch {st['best_epoch']})")
-    if dist_info.world > 1:
-        digests: list = [None] * dist_info.world
-        dist.all_gather_object(digests, weights_digest(model))
-        if len(set(digests)) != 1:
-            raise RuntimeError(f"DDP ranks ended with different weights: {digests}")
-        say(f"weights identical on all {dist_info.world} ranks (sha256 {digests[0][:16]})")
-        dist.barrier()  # rank 0 has written best.* before anyone reads it
+            run.save_checkpoint("best", {"epoch": epoch + 1, run.score_key: st.best_score})
+        run.save_checkpoint("last", {"epoch": epoch + 1})
+        write_metrics_csv(run.run_dir / "metrics.csv", st.history)
+        save_resume(run.resume_path, run.snapshot(st))
+    tc = run.tc
+    if st.stopped(tc) and tc.patience and st.bad_epochs >= tc.patience:
+        run.say(f"early stop: no better val {run.metric_name} for {tc.patience} epochs (best epoch {st.best_epoch})")
 
-    # test: the best checkpoint on the test split
+
+def _epoch_row(run: _Run, st: TrainState) -> dict[str, Any]:
+    """The training half of the epoch's metrics.csv row."""
+    sums, multi_label = st.sums, run.data.multi_label
+    return {
+        "epoch": st.epoch + 1, "step": st.step, "lr": run.optimizer.param_groups[0]["lr"],
+        "train_loss": sums["loss"] / max(sums["seen"], 1),
+        "train_accuracy": sums["correct"] / max(sums["seen"], 1) if not multi_label else float("nan"),
+        "clips_per_s": sums["seen"] * run.dist_info.world / max(sums["seconds"], 1e-9),
+        "epoch_seconds": sums["seconds"],
+    }
+
+
+def _check_ranks_agree(run: _Run) -> None:
+    """DDP: every rank ends with bit-identical weights, or the run fails."""
+    world = run.dist_info.world
+    digests: list = [None] * world
+    dist.all_gather_object(digests, weights_digest(run.model))
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"DDP ranks ended with different weights: {digests}")
+    run.say(f"weights identical on all {world} ranks (sha256 {digests[0][:16]})")
+    dist.barrier()  # rank 0 has written best.* before anyone reads it
+
+
+def _test_best(run: _Run, st: TrainState) -> dict[str, Any]:
+    """Score the best checkpoint on the test split; write test_metrics.json and the plots."""
     import safetensors.torch
 
-    model.load_state_dict(safetensors.torch.load_file(str(ckpt_dir / "best.safetensors"), device=str(device)))
-    result: dict[str, Any] = {"best_epoch": st["best_epoch"], score_key: st["best_score"]}
-    if data.test is not None:
-        _, s, t = predict(model, data.test, batch_size=eval_bs, workers=cfg.data.workers, device=device,
-                          dist_info=dist_info)
-        result.update(score(s, t, class_names=data.class_names, multi_label=data.multi_label,
-                            dataset=cfg.data.dataset))
-    if main:
-        write_json(run_dir / "test_metrics.json", result)
-        if tc.plots:
-            _plot_curves(run_dir, st["history"], title=run_dir.name)
-        if tc.plots and "confusion" in result:
+    best = run.run_dir / "checkpoints" / "best.safetensors"
+    run.model.load_state_dict(safetensors.torch.load_file(str(best), device=str(run.device)))
+    result: dict[str, Any] = {"best_epoch": st.best_epoch, run.score_key: st.best_score}
+    if run.data.test is not None:
+        result.update(run.predict_scores(run.data.test))
+    if run.dist_info.main:
+        write_json(run.run_dir / "test_metrics.json", result)
+        if run.tc.plots:
+            _plot_curves(run.run_dir, st.history, title=run.run_dir.name)
+        if run.tc.plots and "confusion" in result:
             from app.plots import plot_confusion
 
-            plot_confusion(run_dir / "confusion.png", result["confusion"], data.class_names, title=run_dir.name)
-        say("test " + " | ".join(f"{k} {_fmt(v)}" for k, v in result.items() if isinstance(v, (int, float))))
+            plot_confusion(run.run_dir / "confusion.png", result["confusion"], run.data.class_names,
+                           title=run.run_dir.name)
+        run.say("test " + " | ".join(f"{k} {_fmt(v)}" for k, v in result.items() if isinstance(v, (int, float))))
     return result
 
 

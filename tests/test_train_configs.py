@@ -13,6 +13,7 @@ from train_fixtures import IN_MODES, SIZE, write_fake_cache
 
 from app.config import load_config
 from app.train import build_model, train_experiment
+from data.specs import PixelSpec
 
 CONFIGS = Path(__file__).resolve().parent.parent / "app" / "configs"
 DATASETS = {"ucf11": 11, "hollywood2": 12, "celebrities": 47}
@@ -46,7 +47,7 @@ def test_paper_config_builds_the_paper_model(name):
     assert (cfg.data.fps, (W, H)) == {"ucf11": (24.0, (160, 120)), "hollywood2": (12.0, (234, 100)),
                                       "celebrities": (12.0, (160, 120))}[dataset]
     assert cfg.train.l2 == 0.01 and cfg.data.batch_size == 16
-    spec = {"kind": "pixels", "size": [W, H], "fps": cfg.data.fps}
+    spec = PixelSpec(size=(W, H), fps=cfg.data.fps)
     with torch.device("meta"):  # the dense baselines have 44M+ weights: build them without memory
         model = build_model(cfg, num_classes=DATASETS[dataset], input_spec=spec)
     assert model.classifier.out_features == DATASETS[dataset]

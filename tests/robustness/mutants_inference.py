@@ -25,9 +25,9 @@ MUTATIONS = (
         ("tests/test_classify.py", "-k", "max_frames"),
     ),
     Mutation(
-        "the decoder's fps and size swapped from the checkpoint", "app/inputs.py",
-        '    return float(spec["fps"]), (int(spec["size"][0]), int(spec["size"][1]))',
-        '    return float(spec["fps"]), (int(spec["size"][1]), int(spec["size"][0]))',
+        "a checkpoint's frame size read as (H, W)", "data/specs.py",
+        "return PixelSpec(size=(int(size[0]), int(size[1])), fps=float(fps))",
+        "return PixelSpec(size=(int(size[1]), int(size[0])), fps=float(fps))",
         ("tests/test_classify.py", "-k", "match_the_model"),
     ),
 )

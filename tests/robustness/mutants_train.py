@@ -28,7 +28,7 @@ MUTATIONS = (
     ),
     Mutation(
         "the engine passes the learning rate as the L2 factor", FILE,
-        "l2=tc.l2, l2_weights=l2_weights", "l2=tc.lr, l2_weights=l2_weights",
+        "l2=tc.l2, l2_weights=run.l2_weights", "l2=tc.lr, l2_weights=run.l2_weights",
         (GUARDS, "-k", "l2_from_config"),
     ),
     Mutation(
@@ -39,14 +39,14 @@ MUTATIONS = (
     ),
     Mutation(
         "early stopping one epoch late (> patience)", FILE,
-        'stop = st["epoch"] >= tc.epochs or bool(tc.patience and st["bad_epochs"] >= tc.patience)',
-        'stop = st["epoch"] >= tc.epochs or bool(tc.patience and st["bad_epochs"] > tc.patience)',
+        "return self.epoch >= tc.epochs or bool(tc.patience and self.bad_epochs >= tc.patience)",
+        "return self.epoch >= tc.epochs or bool(tc.patience and self.bad_epochs > tc.patience)",
         (GUARDS, "-k", "early_stopping"),
     ),
     Mutation(
         "an equal validation score counts as an improvement", FILE,
-        "(current > best if higher_better else current < best)",
-        "(current >= best if higher_better else current <= best)",
+        "(current > best if run.higher_better else current < best)",
+        "(current >= best if run.higher_better else current <= best)",
         (GUARDS, "-k", "early_stopping"),
     ),
     Mutation(
@@ -63,12 +63,12 @@ MUTATIONS = (
     ),
     Mutation(
         "LR scheduler state not restored on resume", FILE,
-        '        scheduler.load_state_dict(saved["scheduler"])\n', "",
+        '    run.scheduler.load_state_dict(saved["scheduler"])\n', "",
         (GUARDS, "-k", "resume_mid_epoch_continues"),
     ),
     Mutation(
         "YouTube-8M resume replays one batch too few", FILE,
-        'for _ in range(st["batch"]):', 'for _ in range(st["batch"] - 1):',
+        "for _ in range(st.batch):", "for _ in range(st.batch - 1):",
         (GUARDS, "-k", "yt8m_mid_epoch_resume"),
     ),
     Mutation(
