@@ -69,7 +69,7 @@ def score(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> dict:
     return ev.result()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="logistic")
     p.add_argument("--set", nargs="*", default=[], help="model config key=value pairs")
@@ -89,7 +89,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default="", help="save a checkpoint here (stem or .safetensors)")
     p.add_argument("--ensemble", nargs="+", default=[], help="only score the mean probabilities of these checkpoints")
-    args = p.parse_args(argv)
+    return p
+
+
+def _score_ensemble(checkpoints: list[str], xe: np.ndarray, ye: np.ndarray) -> None:
+    """Print the metrics of the mean probabilities of `checkpoints` on (xe, ye)."""
+    members = load_ensemble(checkpoints)
+    ev = YT8MEvaluator(num_classes=ye.shape[1])
+    for i in range(0, len(xe), 2048):
+        xb = torch.from_numpy(xe[i : i + 2048])[:, None]  # (B, 1, 1152)
+        ev.update(ensemble_probs(members, xb, torch.ones(len(xb), dtype=torch.long)).numpy(), ye[i : i + 2048])
+    print("ensemble", json.dumps({k: round(v, 4) for k, v in ev.result().items()}), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -106,12 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loaded {len(x)} train / {len(xe)} eval videos in {time.time() - t0:.1f}s", flush=True)
 
     if args.ensemble:
-        members = load_ensemble(args.ensemble)
-        ev = YT8MEvaluator(num_classes=ye.shape[1])
-        for i in range(0, len(xe), 2048):
-            xb = torch.from_numpy(xe[i : i + 2048])[:, None]  # (B, 1, 1152)
-            ev.update(ensemble_probs(members, xb, torch.ones(len(xb), dtype=torch.long)).numpy(), ye[i : i + 2048])
-        print("ensemble", json.dumps({k: round(v, 4) for k, v in ev.result().items()}), flush=True)
+        _score_ensemble(args.ensemble, xe, ye)
         return 0
 
     cfg = {"num_classes": NUM_CLASSES, **_parse_set(args.set)}
