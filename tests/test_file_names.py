@@ -121,8 +121,8 @@ def test_kaggle_id_cells_are_neutralized_and_quoted():
 
 
 def _write_clip(dest: bytes, frames: np.ndarray) -> None:
-    """Encode with PyAV under a plain name, then give the file its hostile name."""
-    plain = dest + b".tmp.mp4"
+    """Encode with PyAV under a short plain name, then give the file its hostile name."""
+    plain = os.path.join(os.path.dirname(dest), b"plain.mp4")
     write_video(os.fsdecode(plain), frames, fps=24.0)
     os.rename(plain, dest)
 
@@ -186,11 +186,13 @@ def test_classify_writes_every_output_with_one_row_per_hostile_name(tmp_path):
 def test_preprocess_train_evaluate_and_classify_a_tree_of_hostile_names(tmp_path, capsys):
     root = tmp_path / "videos"
     classes = [b"caf\xe9", b"=formula"]  # a Latin-1 folder name and a formula-looking one
+    # train: invalid UTF-8, control characters, quotes; test: formula starts and the 255-byte names
     for split in (b"train", b"test"):
         for k, cls in enumerate(classes):
             folder = bytes(root) + b"/" + split + b"/" + cls
             os.makedirs(folder)
-            for i, name in enumerate(HOSTILE_NAMES[:6] if split == b"train" else HOSTILE_NAMES[6:9]):
+            names = HOSTILE_NAMES[:6] if split == b"train" else HOSTILE_NAMES[6:9] + HOSTILE_NAMES[12:14]
+            for i, name in enumerate(names):
                 _write_clip(folder + b"/" + name, _frames(k, T=6 + i % 3))
     broken = bytes(root) + b"/train/" + classes[0] + b"/broken\xff\n.mp4"
     Path(os.fsdecode(broken)).write_bytes(b"not a video")
@@ -204,12 +206,12 @@ def test_preprocess_train_evaluate_and_classify_a_tree_of_hostile_names(tmp_path
     failures = [json.loads(line) for line in (cache / "failures.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [name_bytes(f["path"]) for f in failures] == [b"train/caf\xe9/broken\xff\n.mp4"]
     index = read_cache(cache)
-    assert len(index) == 2 * (6 + 3)
+    assert len(index) == 2 * (6 + 5)
     assert sorted(index.labels) == sorted(printable_name(c) for c in classes)
     for entry in index.entries:  # the recorded path leads back to the very file
         assert index.source_path(entry).is_file()
     r = run_cli(capsys, argv)  # a re-run finds every good clip cached under the same names
-    assert r.returncode == 3 and "18 of 19 clips already cached" in r.stderr, r.stderr
+    assert r.returncode == 3 and "22 of 23 clips already cached" in r.stderr, r.stderr
 
     config = write_config(tmp_path / "names.toml", cache=cache, data={"val_fraction": 0.0},
                           model_params={"in_modes": list(IN_MODES)}, train={"epochs": 1, "device": "cpu"})
@@ -226,7 +228,7 @@ def test_preprocess_train_evaluate_and_classify_a_tree_of_hostile_names(tmp_path
                          "--workers", "0"])
     assert r.returncode == 3, r.stderr
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert len(records) == 19
+    assert len(records) == 23
     assert {lab["label"] for r in records for lab in r["labels"]} == {printable_name(c) for c in classes}
 
 
