@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import tomllib
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +29,11 @@ from typing import Any
 
 from app.errors import UsageError
 from data.config import DATASETS, SPLITS, DataConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI (requirements.txt installs it there)
+    import tomli as tomllib
 
 
 @dataclass(frozen=True)

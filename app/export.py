@@ -21,10 +21,10 @@ TorchScript is deprecated in PyTorch 2.x but still the format many C++/mobile ru
 While an exporter records a model, the models take a static-shape path (`models.pixels.capturing_graph`:
 no `int(lengths.max())`, every frame through the TT layer, a plain GEMM instead of the chunked
 autograd.Function, GRU/LSTM without packing), so every pixel model exports to both formats.
-Cost grows with max_frames: the bundled demo_tt_gru at its default 240 steps exports to TorchScript
-in about 5 s and to ONNX in several minutes (loaded 2-core VM, one thread: torch.export 35 s, ONNX
-translation 70 s, onnxscript's graph optimizer most of the rest); pass a smaller `max_frames` for
-shorter clips.
+Cost grows with max_frames, since every step is unrolled into the graph, and ONNX (torch.export,
+the ONNX translation, onnxscript's graph optimizer) takes far longer than a TorchScript trace
+(the bundled demo_tt_gru at its default 240 steps: docs/BENCHMARKS.md, "Figures formerly quoted in
+the code"); pass a smaller `max_frames` for shorter clips.
 """
 
 from __future__ import annotations

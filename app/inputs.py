@@ -1,6 +1,6 @@
 """What `classify` reads, and the decoding of videos in worker processes. No torch here: the
-command line starts the decoders before it imports torch and loads the checkpoint (~3 s of start-up
-on a small machine), so the first videos are decoded by the time the model is ready.
+command line starts the decoders before it imports torch and loads the checkpoint (the bulk of its
+start-up), so the first videos are decoded by the time the model is ready.
 
     items = discover_inputs(["videos/", "clip.mp4", "shards/train*.tfrecord"])  # sniffed by content
     decoder = decode_pool(items, PixelSpec(size=(32, 24), fps=24.0), InferenceOptions())
@@ -194,7 +194,7 @@ def make_thumbnails(frames: np.ndarray, n: int, height: int) -> list[bytes]:
     T, H, W, _ = frames.shape
     if n <= 0 or T == 0:
         return []
-    # (not np.unique: its first call imports numpy.ma, ~20 ms in every fresh worker process)
+    # (not np.unique: its first call imports numpy.ma, a cost paid again in every fresh worker process)
     picks = sorted(set(np.linspace(0, T - 1, num=min(n, T)).round().astype(int).tolist()))
     out = []
     for t in picks:
@@ -303,9 +303,9 @@ class DecodePool:
         return True
 
     def close(self) -> None:
-        """Stop handing out videos; no waiting for the workers to exit (~20 ms). Videos still being
-        decoded (the run stopped early: an error, Ctrl-C) are abandoned: their workers are
-        terminated, else the interpreter's exit would wait for them."""
+        """Stop handing out videos; no waiting for the workers to exit: they exit while the caller
+        runs its last batch. Videos still being decoded (the run stopped early: an error, Ctrl-C) are
+        abandoned: their workers are terminated, else the interpreter's exit would wait for them."""
         if self._pool is None:
             return
         workers = list(getattr(self._pool, "_processes", None) or {})  # pids; CPython's executor keeps them there

@@ -13,16 +13,17 @@ Design choices, each against a shortcut a classifier would otherwise learn inste
   nothing about the label; only the motion does.
 - Train and test come from different source videos (4 + 1 of the bundled clips).
 - Content variety from 4 videos: footage in all 8 orientations (transposed, mirrored, upside down),
-  permuted color channels, contrast changes. In trials without them the models learned the training
-  videos' textures and did worse on the held-out one.
+  permuted color channels, contrast changes. Without them a model learns the training videos'
+  textures and does worse on the held-out one.
 - Pan speed and zoom factor vary per clip as a share of the window, so they do not depend on the
   source resolution; windows stay inside the frame (no padding borders to key on) and cover 50-85%
-  of it, so people moving in the footage do not fill the view (with 35-60% windows, "static" clips
-  of jumping basketball players were read as tilts).
-- Many scenes (4,000 x 7 training clips): trained on a few hundred scenes, TT-GRU memorized them
-  (train accuracy 0.95, held-out video 0.43); with fresh scenes it learned motion instead.
-- Short clips (8 frames, 1/3 s): in trials, TT-GRU learned motion from 8-frame clips several times
-  faster than from 16-frame ones, and generalized to the held-out video as well as it fit training.
+  of it, so people moving in the footage do not fill the view (with smaller windows, "static" clips
+  of jumping basketball players read as tilts).
+- Many scenes (4,000 x 7 training clips): on a few hundred scenes TT-GRU memorizes them; with fresh
+  scenes it learns motion instead.
+- Short clips (8 frames, 1/3 s): TT-GRU learns motion from them sooner than from 16-frame clips,
+  and generalizes to the held-out video as well as it fits training.
+The trials behind these choices: docs/RESULTS.md, "Figures formerly quoted in the code".
 Rendering: per frame, an affine warp to twice the output size (bilinear), then an area downscale:
 sub-pixel motion without aliasing. Everything is a function of the seed.
 

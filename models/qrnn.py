@@ -22,8 +22,8 @@ faster on GPU but breaks across torch versions).
 
 `QRNNClassifier` (registry name "qrnn") classifies YouTube-8M features `(B, T, 1152)`: per-frame l2
 normalization (like the starter baselines) times sqrt(D) -- unit RMS per component; the bare
-unit-norm vector gives gate pre-activations of std ~0.02 under the default init, and a video-level
-QRNN trained that way collapsed to the label prior -- a stack of QRNN layers, pooling over the true steps
+unit-norm vector gives gate pre-activations of std ~0.02 under the default init, on which a
+video-level QRNN collapses to the label prior -- a stack of QRNN layers, pooling over the true steps
 (`pool = "mean"` of the outputs by default: a video's labels describe all of it; or "last", the
 output at the last true step, with the backward direction's output at step 0), dropout, classifier.
 Padding never leaks: the convolution is causal, the backward direction runs on each sequence
@@ -130,7 +130,8 @@ class QRNNPool(torch.autograd.Function):
     f = 1 - keep, u = keep * z (f, fo) or i * z (ifo), c_t = f_t c_{t-1} + u_t, h = c or o * c.
     Written out (forward and backward by hand) because the composed version allocates a fresh
     (T, B, H) tensor per elementwise op and per gradient: at T=300, B=64, H=1024 each is 78 MB, and
-    on CPU the first touch of fresh memory (page faults) cost more than the arithmetic.
+    on CPU the first touch of fresh memory (page faults) costs more than the arithmetic
+    (docs/BENCHMARKS.md, "QRNN vs LSTM").
     """
 
     @staticmethod
@@ -199,8 +200,9 @@ class QRNNLayer(nn.Module):
 
     All gates come from a width-k causal convolution over time, [x_{t-k+1}, ..., x_t] (zeros before
     the start). The weights live in `conv`, a Linear over the stacked window (G*H, k*D), oldest step
-    first; forward runs them as F.conv1d, which on CPU goes to oneDNN: measured here 1.8x (B=8) and
-    1.45x (B=64) faster than the same product through F.linear (MKL's GEMM on this AMD CPU).
+    first; forward runs them as F.conv1d, which on CPU goes to oneDNN, faster than the same product
+    through F.linear (MKL's GEMM) on the CPUs measured (docs/BENCHMARKS.md, "QRNN vs LSTM" and
+    "Figures formerly quoted in the code").
     The elementwise part runs in `QRNNPool`.
     """
 
@@ -219,9 +221,9 @@ class QRNNLayer(nn.Module):
         T, B, D = x.shape
         k = self.window
         weight = self.conv.weight.view(-1, k, D).transpose(1, 2).contiguous()  # (G*H, D, k), for conv1d
-        # (contiguous: handed a strided weight, oneDNN reorders it in every call: 10% slower at k=2)
-        if T == 1:  # video level: the B videos as one sequence of B steps (oneDNN is slow on length 1:
-            # measured 52 ms vs 423 ms fwd+bwd at B=256, H=2048; at T=300 this form is 15% slower)
+        # (contiguous: handed a strided weight, oneDNN reorders it in every call, a measurable cost at k=2)
+        if T == 1:  # video level: the B videos as one sequence of B steps (oneDNN is slow on sequences
+            # of length 1; for T > 1 the form below is the faster: docs/BENCHMARKS.md, "QRNN vs LSTM")
             # Only the newest tap sees data (the older ones see the zeros before the start); using the
             # others here would mix neighbouring videos.
             out = F.conv1d(x.reshape(B, D).t()[None], weight[..., k - 1 :], self.conv.bias)  # (1, G*H, B)

@@ -23,11 +23,12 @@ contractions touch only small intermediates. We therefore
 3. use a custom autograd Function that saves only the (uint8) input and re-converts each chunk in
    backward, where it needs only dA = x^T @ grad (pixels need no gradient);
 4. contract the remaining leading modes in one einsum with their cores merged into B (small).
-Measured for 800 x 57600 -> 768 forward+backward (scripts/bench_tt.py and docs/BENCHMARKS.md), first
-stage alone on an idle 2-core VM: K=360 GEMM 0.12 s; one mode first (K=18 -> 16 columns, a skinny
-GEMM and a 164 MB intermediate) 0.13 s and a much larger second stage; three modes (K=7200 -> 256)
-0.32 s; the same K=360 GEMM unchunked 0.26 s. Whole layer, one thread on a loaded VM: this layer
-0.32 s, a plain einsum chain over the whole batch 0.93 s, dense nn.Linear 2.5 s.
+The alternatives lose: one mode first (K=18 -> 16 columns) is a skinny GEMM with an intermediate
+nearly as large as the input (164 MB for 800 UCF11 frames) and a much larger second stage; three
+modes first (K=7200 -> 256) multiply the FLOPs; the K=360 GEMM without chunks leaves the cache. This
+layer also beats a plain einsum chain over the whole batch and dense nn.Linear; `scripts/bench_tt.py`
+measures all of them (docs/BENCHMARKS.md, "TT layer and TT-RNN" and "Figures formerly quoted in the
+code").
 Export: while torch.jit.trace / torch.export / ONNX record the layer, steps 2-3 are replaced by
 `_first_stage_plain` (the same folded GEMM on the whole float input, no Python loop or Function).
 `tt_linear_reference` is the plain formula (an einsum chain, slow) that the tests hold all of this to.
@@ -50,9 +51,9 @@ log = logging.getLogger(__name__)
 # Rows of the input processed together in the first contraction: chunks of about this many input
 # elements (8 MB as float32) stay in L3 cache between the uint8->float conversion and the GEMM.
 # Smaller chunks are a little faster on an idle machine, but every chunk costs a few OpenMP barriers,
-# which are expensive when other processes compete for the cores. Measured, 800 UCF11 frames
-# forward+backward with 2 / 8 / 32 MB chunks: idle 2 cores 0.12 / ~0.14 / 0.19 s (dense 2.0 s);
-# load average 9 on 2 cores 3.1 / 0.96 / 0.56 s (dense 3.2 s).
+# which are expensive when other processes compete for the cores; 8 MB is the compromise between the
+# two (chunk sizes compared in docs/BENCHMARKS.md, "TT layer and TT-RNN" and "Figures formerly quoted
+# in the code").
 _CHUNK_ELEMENTS = 1 << 21
 # Smallest inner dimension K for which the first GEMM is efficient; see `_default_merge`.
 _MIN_FIRST_K = 64
@@ -463,3 +464,43 @@ def _pad_rank(core: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
     out = core.new_zeros((r0, core.shape[1], core.shape[2], r1))
     out[: core.shape[0], :, :, : core.shape[3]] = core
     return out
+
+
+def balanced_modes(n: int, d: int = 4) -> tuple[int, ...]:
+    """`d` factors of `n` (ascending, product exactly `n`), as equal as possible: the factorization
+    with the smallest largest factor, ties broken by the largest smallest factor. A factor is 1 only
+    when `n` has fewer than `d` prime factors. Used to pick TT modes for a frame size or hidden size
+    (57,600 -> (15, 15, 16, 16); 2,304 -> (6, 6, 8, 8); 128 -> (2, 4, 4, 4))."""
+    assert n >= 1 and d >= 1, "n and d must be positive"
+    primes = _prime_factors(n)
+    if len(primes) <= d:
+        return tuple(sorted([1] * (d - len(primes)) + primes))
+    best: tuple[int, ...] | None = None
+
+    def search(rest: int, k: int, low: int, chosen: list[int]) -> None:
+        nonlocal best
+        if k == 1:
+            if rest >= low:
+                cand = (*chosen, rest)
+                if best is None or (cand[-1], -cand[0]) < (best[-1], -best[0]):
+                    best = cand
+            return
+        f = low
+        while f ** k <= rest:  # factors ascend: the smallest left is at most rest^(1/k)
+            if rest % f == 0:
+                search(rest // f, k - 1, f, [*chosen, f])
+            f += 1
+
+    search(n, d, 2, [])
+    assert best is not None, f"{n} has at least {d} prime factors, so {d} factors >= 2 exist"
+    return best
+
+
+def _prime_factors(n: int) -> list[int]:
+    out, p = [], 2
+    while p * p <= n:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    return out + ([n] if n > 1 else [])

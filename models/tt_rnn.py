@@ -277,7 +277,8 @@ class ClipStream:
     def __init__(self, model: _TTRNNBase) -> None:
         assert not model.training, "ClipStream is for inference: call model.eval() first"
         self.model = model
-        # contiguous copies: the per-step matmuls with one or two rows run ~10% faster than on views
+        # contiguous copies: the per-step matmuls with one or two rows run faster than on views
+        # (docs/BENCHMARKS.md, "Classify")
         self._weights = tuple(w.contiguous() for w in model._step_weights())
         self._keys: list = []  # the clips in the stream, in row order
         self._gates: list[torch.Tensor] = []  # per clip (T, G*H): its TT input map

@@ -12,9 +12,9 @@ Layout of a cache folder:
 Crash safety: every file is written to a temporary name and renamed, and a clip's record only after
 its array, so a run killed at any moment (even `kill -9`) leaves whole clips or nothing; a record is
 the proof that its array is complete. Records and manifests are also fsynced (preprocessing/fileio.py); the
-arrays are not: they are large derived data, and waiting for the disk on each one slowed the writes
-down (the five sample clips' arrays: 0.35 s with a fsync each, 0.09 s without), while without it the
-kernel writes them back as decoding goes on. If a power failure loses an array, its file size no
+arrays are not: they are large derived data, and waiting for the disk on each one slows the writes
+down (docs/BENCHMARKS.md, "Decoding"), while without it the kernel writes them
+back as decoding goes on. If a power failure loses an array, its file size no
 longer matches its header and record: readers report it and the next preprocess run decodes that clip
 again. Readers take the union of the manifests and
 the records (records win), so the clips of a killed or sharded run are visible without a merge step.
@@ -202,9 +202,10 @@ def read_array(path: str | os.PathLike, shape: tuple[int, ...], *, mmap: bool = 
     """The uint8 array of `shape` in the .npy file at `path` (CacheError when it is not that).
 
     Without mmap, a file laid out exactly as np.save writes such an array (checked byte for byte
-    against that header) is read in one call with no header parsing: np.load's header parse costs
-    as much as reading a small clip (about 40 us of 80 for a 8x24x32x3 clip). Anything else goes
-    through np.load, which also gives the error message.
+    against that header) is read in one call with no header parsing: np.load's header parse
+    (`ast.literal_eval`) costs as much as reading a small clip such as the demo set's 8x24x32x3
+    (docs/BENCHMARKS.md, "Training epoch, data loading overhead"). Anything else goes through
+    np.load, which also gives the error message.
     """
     if not mmap:
         array = _read_exact_npy(path, tuple(shape))

@@ -378,7 +378,8 @@ def _upright_size(frame: av.VideoFrame) -> tuple[int, int]:
 
 def _to_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     """One frame as upright uint8 (H, W, 3) RGB at `size` (W, H), scaled and converted in one swscale
-    pass (libswscale's area filter; within ~1 grey level of converting first and then cv2 INTER_AREA)."""
+    pass (libswscale's area filter; within ~1 grey level of converting first and then cv2 INTER_AREA:
+    docs/BENCHMARKS.md, "Decoding")."""
     rotation = _normalize_rotation(frame.rotation)
     if rotation in (90, 270):
         height, width = size  # scale the stored (sideways) picture so that it is `size` once turned

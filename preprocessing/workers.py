@@ -2,8 +2,9 @@
 
 `concurrent.futures.ProcessPoolExecutor` workers wait on their task queue; when the parent is killed
 (`kill -9`, the out-of-memory killer) nothing wakes them, and forked workers even hold the queue's
-other end themselves, so they wait forever, each holding a copy of the parent's memory. Measured:
-`classify` and `preprocess --workers 2` killed with SIGKILL left both workers behind. A pool
+other end themselves, so they wait forever, each holding a copy of the parent's memory: without the
+guard below, `classify` or `preprocess --workers 2` killed with SIGKILL leaves its workers behind
+(docs/RELIABILITY.md, "Findings and fixes"; tests/test_interrupt.py checks it). A pool
 initializer calling `die_with_parent(parent_pid)` asks Linux to send the worker SIGKILL when its
 parent dies (prctl PR_SET_PDEATHSIG); elsewhere it does nothing.
 """
@@ -24,8 +25,8 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 def worker_context() -> multiprocessing.context.BaseContext:
     """How decode workers start: fork on Linux, the platform's default elsewhere.
 
-    Fork starts a worker in milliseconds, where spawn re-imports numpy and PyAV in each one (enough
-    to eat the gain of a second worker on a short run; docs/BENCHMARKS.md). Forking is safe here:
+    Fork starts a worker without importing anything, where spawn re-imports numpy and PyAV in each
+    one (enough to eat the gain of a second worker on a short run). Forking is safe here:
     the parents hold no open decoder when they fork, and the workers use no torch.
     """
     if sys.platform.startswith("linux"):

@@ -1,6 +1,6 @@
 """QRNN speed on this CPU: a QRNN layer vs nn.LSTM, and our recurrence vs the plain loop.
 
-    python -m scripts.bench_qrnn                 # the issue's sizes: T=300, D=1152, H=1024, B=64 and 8
+    python -m scripts.bench_qrnn                 # the default sizes: T=300, D=1152, H=1024, B=64 and 8
     python -m scripts.bench_qrnn --repeats 5 --threads 2
     THP_MEM_ALLOC_ENABLE=1 python -m scripts.bench_qrnn   # torch's allocator backs large tensors with huge pages
 

@@ -287,3 +287,35 @@ def test_bad_shapes_are_rejected():
     layer = TTLinear(in_modes=(2, 3), out_modes=(2, 2), ranks=(1, 2, 1))
     with pytest.raises(AssertionError, match="prod"):
         layer(torch.randn(4, 7))
+
+
+def _all_factorizations(n: int, d: int) -> list[tuple[int, ...]]:
+    """Every ascending d-tuple of positive integers with product n (plain enumeration, the oracle)."""
+    if d == 1:
+        return [(n,)]
+    out = []
+    for f in range(1, n + 1):
+        if n % f == 0:
+            out += [(f, *rest) for rest in _all_factorizations(n // f, d - 1) if rest[0] >= f]
+    return out
+
+
+def test_balanced_modes_is_the_most_even_factorization():
+    """Against brute force: among factorizations with no 1 (when one exists), the smallest largest
+    factor, then the largest smallest factor."""
+    from models.tt import balanced_modes
+
+    for n in [*range(1, 400), 2304, 4608, 57600, 70200, 160 * 120 * 3, 128, 256, 1000]:
+        for d in (2, 3, 4):
+            got = balanced_modes(n, d)
+            assert math.prod(got) == n and len(got) == d and list(got) == sorted(got)
+            cands = _all_factorizations(n, d)
+            no_ones = [c for c in cands if c[0] >= 2]
+            pool = no_ones or cands
+            assert got in pool, (n, d, got)
+            if no_ones:
+                best = min(pool, key=lambda c: (c[-1], -c[0]))
+                assert (got[-1], -got[0]) == (best[-1], -best[0]), (n, d, got, best)
+            else:  # fewer than d prime factors: the 1s are unavoidable, the rest are the primes
+                assert got.count(1) == max(0, d - sum(1 for c in got if c > 1))
+    assert balanced_modes(57600) == (15, 15, 16, 16) and balanced_modes(128) == (2, 4, 4, 4)

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, max_frames=args.max_frames,
     )
     # A pixel model's videos start decoding now, in worker processes forked before torch is imported
-    # (a lighter fork); importing torch and loading the model (seconds) overlap the decoding.
+    # (a lighter fork); importing torch and loading the model (the bulk of start-up) overlap the decoding.
     decoder = decode_pool(items, spec, options) if args.workers > 0 else None
     try:
         return _classify(args, items, options, decoder, start)
