@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from app.errors import UsageError
@@ -17,6 +18,7 @@ from app.errors import UsageError
 COMMANDS = {
     "preprocess": "decode a dataset's videos and cache uint8 frame arrays",
     "train": "train a model from an experiment config",
+    "fit": "train a TT-GRU on a folder of class subfolders in one command (choices printed and saved)",
     "evaluate": "evaluate a checkpoint on a dataset split",
     "classify": "classify videos, folders, TFRecords or feature arrays with a checkpoint",
     "export": "export a checkpoint to ONNX or TorchScript",
@@ -25,7 +27,8 @@ COMMANDS = {
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.splitlines()[0])
+    prog = "vidclass" if os.path.basename(sys.argv[0]) == "vidclass" else "python -m app"  # the console script
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     names = [only] if only else list(COMMANDS)

@@ -100,6 +100,9 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         for name in ("best.json", "checkpoints/best.json", "last.json", "checkpoints/last.json"):
             if (p / name).is_file():
                 return p / name
+        folds = sorted(p.glob("fold[0-9]*/checkpoints/best.json"))
+        if len(folds) == 1:  # a run of one fold (train --fold K, fit without train/ and test/)
+            return folds[0]
         jsons = sorted(p.glob("*.json"))
         if len(jsons) == 1:
             return jsons[0]

@@ -13,6 +13,8 @@ Clip ids, labels and groups are printable names (preprocessing/names.py): any fi
 
 - `folder`: any tree of videos; label = the parent folder's name; when the first folder under the root
   is `train`, `val` or `test`, that is the split (the demo set is `train/<class>/*.mp4`, `test/...`).
+  Without split folders, files of a class whose names differ only in a trailing number form a source
+  group (`_name_groups`), so group-aware splits keep one source's clips together.
 """
 
 from __future__ import annotations
@@ -136,7 +138,31 @@ def _folder(root: Path) -> list[ClipInfo]:
             label_depth = 2 if split else 1
             labels = (parts[-2],) if len(parts) > label_depth else ()
             clips.append(ClipInfo(rel.as_posix(), path, labels, None, split))
+    if not any(c.split for c in clips):
+        clips = _name_groups(clips)
     return clips
+
+
+_TRAILING_NUMBER = re.compile(r"[ _.-]*\d+$")
+
+
+def _name_groups(clips: list[ClipInfo]) -> list[ClipInfo]:
+    """Source groups from file names, for a tree without train/ and test/: within a class, files whose
+    names differ only in a trailing number (`v_jump_03_01.avi`, `v_jump_03_02.avi`) come from one
+    source. Used only for a class where that gives two or more groups and some group has two files;
+    elsewhere each clip stands alone (group None), as before."""
+    by_class: dict[tuple[str, ...], list[ClipInfo]] = {}
+    for c in clips:
+        by_class.setdefault(c.labels, []).append(c)
+    out = []
+    for labels, members in by_class.items():
+        keys = [_TRAILING_NUMBER.sub("", c.path.stem) or c.path.stem for c in members]
+        counts = Counter(keys)
+        usable = bool(labels) and len(counts) >= 2 and max(counts.values()) >= 2
+        for c, key in zip(members, keys):
+            group = f"{labels[0]}/{key}" if usable else None
+            out.append(ClipInfo(c.clip_id, c.path, c.labels, group, c.split))
+    return out
 
 
 _UCF11_NAME = re.compile(r"^v_(?P<prefix>.+)_(?P<group>\d+)_(?P<clip>\d+)$")
