@@ -24,8 +24,16 @@ def test_environment_yml_mirrors_requirements():
 
 
 def test_torch_pins_are_the_required_ones():
-    reqs = _requirements()
-    assert "torch==2.14.1" in reqs and "torchvision==0.29.1" in reqs
+    """constraints.txt (CI's exact versions, Python 3.11) pins the required torch and torchvision, and
+    requirements.txt's ranges (any Python 3.10-3.13) admit them and nothing newer."""
+    from packaging.requirements import Requirement
+
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    pins = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+    assert "torch==2.14.1" in pins and "torchvision==0.29.1" in pins
+    ranges = {r.name: r.specifier for r in map(Requirement, _requirements())}
+    for name, pinned, newer in [("torch", "2.14.1", "2.14.2"), ("torchvision", "0.29.1", "0.29.2")]:
+        assert ranges[name].contains(pinned) and not ranges[name].contains(newer), (name, ranges[name])
 
 
 def test_required_top_level_layout():
