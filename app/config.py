@@ -65,6 +65,7 @@ class TrainConfig:
     save_every_steps: int = 0  # also write resume state every N steps inside an epoch (0: epoch ends only)
     progress: bool = True  # tqdm bar per epoch with clips/s (rank 0 only)
     plots: bool = True  # curves.png and confusion.png in the run folder at the end
+    precision: str = "fp32"  # "fp32", or "bf16": the forward under torch.autocast (weights stay float32)
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,8 @@ def _check_choices(data: DataConfig, train: TrainConfig) -> None:
         raise UsageError(f"train.loss = {train.loss!r}; valid: mean, sum_classes")
     if train.device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"train.device = {train.device!r}; valid: auto, cpu, cuda")
+    if train.precision not in ("fp32", "bf16"):
+        raise UsageError(f"train.precision = {train.precision!r}; valid: fp32, bf16")
     if train.epochs < 1 or train.lr <= 0:
         raise UsageError("train.epochs >= 1 and train.lr > 0 please")
 

@@ -57,7 +57,7 @@ class FitPlan:
 
 def plan_fit(
     root: Path, *, out: Path, cache: Path | None = None, size: tuple[int, int] | None = None,
-    fps: float = 24.0, hidden: int = HIDDEN, epochs: int | None = None, seed: int = 0,
+    fps: float = 24.0, hidden: int = HIDDEN, epochs: int | None = None, seed: int = 0, precision: str = "fp32",
 ) -> FitPlan:
     """Inspect `root` and choose everything; UsageError (one line) when the folder cannot be fitted."""
     clips, notes = _labelled_clips(root)
@@ -99,7 +99,7 @@ def plan_fit(
     train = TrainConfig(
         name=out.name, out_dir=str(out.parent), epochs=epochs, lr=3e-3, lr_decay=0.5,
         lr_decay_examples=decay_every * steps_per_epoch * BATCH, l2=0.01, grad_clip=1.0,
-        patience=max(2, epochs // 4), seed=seed, save_every_steps=500,
+        patience=max(2, epochs // 4), seed=seed, save_every_steps=500, precision=precision,
     )
     return FitPlan(ExperimentConfig(data, model, train), classes, tuple(clips), reasons, tuple(notes))
 

@@ -222,7 +222,8 @@ class Classifier:
             return len(stream) >= (1 if spare else self.options.batch_size)
 
         def advance(steps: int | None) -> Iterator[Prediction]:  # None: to the end
-            done = stream.advance(steps)
+            with self._autocast():
+                done = stream.advance(steps)
             if done:
                 yield from self._predictions([waiting.pop(key) for key, _ in done], torch.stack([y for _, y in done]))
 
@@ -234,7 +235,8 @@ class Classifier:
             elif isinstance(ready, Prediction):  # an error or an unusable input
                 yield ready
             else:
-                stream.add(ready.order, torch.from_numpy(ready.x).to(self.device))
+                with self._autocast():
+                    stream.add(ready.order, torch.from_numpy(ready.x).to(self.device))
                 ready.x = None  # the stream keeps what it needs (the TT map of the frames), not the pixels
                 waiting[ready.order] = ready
                 # Past a full batch, run until a clip leaves before taking the next: this bounds the
@@ -242,6 +244,12 @@ class Classifier:
                 while len(stream) > self.options.batch_size:
                     yield from advance(self.options.stream_chunk)
         yield from advance(None)
+
+    def _autocast(self):
+        """The model's numeric context (`--precision`): entered around each model call only, never
+        across a `yield`, so the caller's code never runs under it."""
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                              enabled=self.options.precision == "bf16")
 
     def _overlap(self) -> bool:
         """Whether to run the model while the decoders work (a core is left for it)."""
@@ -355,7 +363,9 @@ class Classifier:
         for b, r in enumerate(batch):
             x[b, : r.x.shape[0]] = r.x
         xt = torch.from_numpy(x).to(self.device, non_blocking=True)
-        yield from self._predictions(batch, self.model(xt, lengths.to(self.device)))
+        with self._autocast():
+            logits = self.model(xt, lengths.to(self.device))
+        yield from self._predictions(batch, logits)
 
     def _predictions(self, batch: list[_Ready], logits: torch.Tensor) -> Iterator[Prediction]:
         """Predictions of `batch` from their logits (B, K)."""

@@ -45,6 +45,7 @@ class InferenceOptions:
     overlap: bool | None = None  # run waiting batches while decoders work; None: when a core is spare
     stream: bool = True  # continuous batching for models that support it (TT-RNNs); False: windows
     stream_chunk: int = 16  # recurrent steps between looks for newly decoded videos
+    precision: str = "fp32"  # "fp32", or "bf16": the model under torch.autocast (weights stay float32)
 
 
 @dataclass(frozen=True)

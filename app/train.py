@@ -112,6 +112,15 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor, multi_label: bool) -> torch.T
     return F.cross_entropy(logits, y)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str) -> Any:
+    """The forward's numeric context: torch.autocast to bfloat16 for "bf16", nothing for "fp32"."""
+    assert precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {precision!r}"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def train_step(
     model: nn.Module,
     batch: Batch,
@@ -124,11 +133,15 @@ def train_step(
     multi_label: bool,
     device: torch.device,
     loss_scale: float = 1.0,
+    precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimizer step on a batch; returns (data loss, logits, targets on the device).
-    The objective is `loss_scale * loss + l2 * sum(w^2)` (loss_scale = K sums a multi-label loss over classes)."""
+    The objective is `loss_scale * loss + l2 * sum(w^2)` (loss_scale = K sums a multi-label loss over classes).
+    `precision="bf16"` runs the forward under torch.autocast; weights, gradients and the loss stay float32."""
     x, y = batch.x.to(device, non_blocking=True), batch.y.to(device, non_blocking=True)
-    logits = model(x, batch.lengths)
+    with autocast(device, precision):
+        logits = model(x, batch.lengths)
+    logits = logits.float()
     loss = loss_fn(logits, y, multi_label)
     objective = loss * loss_scale if loss_scale != 1.0 else loss
     if l2_weights:
@@ -176,7 +189,8 @@ def train_loader(
 
 
 def predict(
-    model: nn.Module, ds: Any, *, batch_size: int, workers: int, device: torch.device, dist_info: Dist = Dist()
+    model: nn.Module, ds: Any, *, batch_size: int, workers: int, device: torch.device, dist_info: Dist = Dist(),
+    precision: str = "fp32",
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(ids, scores (N, K), targets) over a whole dataset; under DDP every rank gets every row."""
     model = getattr(model, "module", model)
@@ -188,7 +202,7 @@ def predict(
         batches = eval_batches(ds.lengths, batch_size=batch_size, rank=dist_info.rank, num_replicas=dist_info.world)
         loader = DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=pad_collate)
     ids, scores, targets = [], [], []
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, precision):
         for batch in loader:
             logits = model(batch.x.to(device, non_blocking=True), batch.lengths)
             ids += batch.ids
@@ -368,6 +382,7 @@ class _Run:
     higher_better: bool
     score_key: str  # what TrainState.best_score holds: val_<metric>, or train_loss without validation
     train_config: dict[str, Any]  # stored in every checkpoint
+    tensorboard: Any = None  # a SummaryWriter on rank 0 when tensorboard is installed (optional)
 
     @property
     def tc(self) -> TrainConfig:
@@ -393,7 +408,7 @@ class _Run:
     def predict_scores(self, dataset: Any) -> dict[str, Any]:
         eval_bs = self.cfg.data.eval_batch_size or self.cfg.data.batch_size
         _, s, t = predict(self.model, dataset, batch_size=eval_bs, workers=self.cfg.data.workers,
-                          device=self.device, dist_info=self.dist_info)
+                          device=self.device, dist_info=self.dist_info, precision=self.tc.precision)
         return score(s, t, class_names=self.data.class_names, multi_label=self.data.multi_label,
                      dataset=self.cfg.data.dataset)
 
@@ -459,8 +474,17 @@ def _setup(cfg: ExperimentConfig, run_dir: Path, fold: int | None, dist_info: Di
         loss_scale=float(len(data.class_names)) if tc.loss == "sum_classes" and data.multi_label else 1.0,
         metric_name=metric_name, higher_better=higher_better,
         score_key=f"val_{metric_name}" if data.val is not None else "train_loss",
-        train_config=fold_cfg.to_dict(),
+        train_config=fold_cfg.to_dict(), tensorboard=_tensorboard(run_dir) if dist_info.main else None,
     )
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    """A TensorBoard writer to RUN/tensorboard when the optional `tensorboard` package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is not a dependency: the curves are in metrics.csv and curves.png
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def _restore(run: _Run) -> TrainState:
@@ -532,6 +556,7 @@ def _train_on(run: _Run, st: TrainState, batch: Batch) -> None:
     loss, logits, y = train_step(
         run.ddp_model, batch, run.optimizer, run.scheduler, l2=tc.l2, l2_weights=run.l2_weights,
         grad_clip=tc.grad_clip, multi_label=run.data.multi_label, device=run.device, loss_scale=run.loss_scale,
+        precision=tc.precision,
     )
     n = len(batch.ids)
     st.sums["loss"] += loss.item() * n
@@ -568,6 +593,11 @@ def _end_epoch(run: _Run, st: TrainState) -> None:
         run.save_checkpoint("last", {"epoch": epoch + 1})
         write_metrics_csv(run.run_dir / "metrics.csv", st.history)
         save_resume(run.resume_path, run.snapshot(st))
+    if run.tensorboard is not None:
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+                run.tensorboard.add_scalar(key, value, epoch + 1)
+        run.tensorboard.flush()
     tc = run.tc
     if st.stopped(tc) and tc.patience and st.bad_epochs >= tc.patience:
         run.say(f"early stop: no better val {run.metric_name} for {tc.patience} epochs (best epoch {st.best_epoch})")
@@ -605,6 +635,8 @@ def _test_best(run: _Run, st: TrainState) -> dict[str, Any]:
     result: dict[str, Any] = {"best_epoch": st.best_epoch, run.score_key: st.best_score}
     if run.data.test is not None:
         result.update(run.predict_scores(run.data.test))
+    if run.tensorboard is not None:
+        run.tensorboard.close()
     if run.dist_info.main:
         write_json(run.run_dir / "test_metrics.json", result)
         if run.tc.plots:

@@ -201,7 +201,7 @@ class TTGRU(_TTRNNBase):
         self.recurrent_bias = nn.Parameter(torch.zeros(3 * H)) if config.cell == "cudnn" else None
 
     def _zero_state(self, gx: torch.Tensor) -> tuple[torch.Tensor]:
-        return (gx.new_zeros(gx.shape[0], self.hidden_size),)  # (h,)
+        return (gx.new_zeros(gx.shape[0], self.hidden_size, dtype=_state_dtype(gx)),)  # (h,)
 
     def _step_weights(self):
         U, H = self.recurrent_weight, self.hidden_size  # (H, 3H)
@@ -222,7 +222,9 @@ class TTGRU(_TTRNNBase):
             zr = torch.sigmoid(gx_t[:, : 2 * H] + gh[:, : 2 * H])
             z, r = zr[:, :H], zr[:, H:]
             cand = torch.tanh(gx_t[:, 2 * H :] + r * gh[:, 2 * H :])  # reset AFTER matmul
-        return (torch.lerp(cand, h, z),)  # z * h + (1 - z) * cand, one op
+        # z * h + (1 - z) * cand, one op; under autocast the matmuls give bfloat16 and the state
+        # stays in its own dtype (float32), so rounding does not build up over the steps
+        return (torch.lerp(cand.to(h.dtype), h, z.to(h.dtype)),)
 
 
 @register_model("tt_lstm", TTLSTMConfig)
@@ -241,7 +243,7 @@ class TTLSTM(_TTRNNBase):
                 self.input_maps[0].bias[H : 2 * H].fill_(1.0)
 
     def _zero_state(self, gx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = gx.new_zeros(gx.shape[0], self.hidden_size)
+        h = gx.new_zeros(gx.shape[0], self.hidden_size, dtype=_state_dtype(gx))
         return h, torch.zeros_like(h)  # (h, c)
 
     def _step_weights(self):
@@ -255,6 +257,12 @@ class TTLSTM(_TTRNNBase):
         i, f, o = torch.sigmoid(a[:, :H]), torch.sigmoid(a[:, H : 2 * H]), torch.sigmoid(a[:, 3 * H :])
         c = f * c + i * torch.tanh(a[:, 2 * H : 3 * H])
         return o * torch.tanh(c), c
+
+
+def _state_dtype(gx: torch.Tensor) -> torch.dtype:
+    """The recurrent state's dtype: the gates' own, or float32 when they are bfloat16 / float16
+    (autocast), so that rounding does not build up over the steps."""
+    return gx.dtype if gx.dtype in (torch.float32, torch.float64) else torch.float32
 
 
 class ClipStream:

@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="keep at most this many frames per video")
     p.add_argument("--feature-weights", default=None, metavar="DIR",
                    help="local Inception/PCA/VGGish files, to give raw videos to a YouTube-8M feature model")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="fp32, or bf16: the model under torch.autocast (default fp32: faster on CPU, docs/RESULTS.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"no input files found in {' '.join(args.inputs)}")
     options = InferenceOptions(
         top_k=args.top_k, batch_size=args.batch_size, workers=args.workers,
-        device=args.device, max_frames=args.max_frames,
+        device=args.device, max_frames=args.max_frames, precision=args.precision,
     )
     # A pixel model's videos start decoding now, in worker processes forked before torch is imported
     # (a lighter fork); importing torch and loading the model (the bulk of start-up) overlap the decoding.

@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of weights and data order (default 0)")
     p.add_argument("--cache", help="frame cache folder (default: OUT/cache)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes (default: all cores)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="fp32, or bf16: training under torch.autocast (default fp32: docs/RESULTS.md, \"fit\")")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_fit(
         Path(args.folder), out=out, cache=Path(args.cache) if args.cache else None,
         size=parse_size(args.size) if args.size else None, fps=args.fps, hidden=args.hidden,
-        epochs=args.epochs, seed=args.seed,
+        epochs=args.epochs, seed=args.seed, precision=args.precision,
     )
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
