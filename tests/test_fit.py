@@ -54,6 +54,13 @@ def test_fit_trains_saves_its_choices_and_resumes(tmp_path, capsys):
     # other choices in the same run folder are refused, not mixed
     r = run_cli(capsys, ["fit", root, "--out", out, "--epochs", "4", "--no-progress"])
     assert r.returncode == 2 and "holds another fit" in r.stderr
+    # `train --config fit.toml` repeats the run exactly (here under another name)
+    r = run_cli(capsys, ["train", "--config", out / "fit.toml", "--train.name=again", "--no-progress"])
+    assert r.returncode == 0, r.stderr
+    again = out.parent / "again"
+    assert json.loads((again / "test_metrics.json").read_text()) == metrics
+    assert ((again / "checkpoints" / "best.safetensors").read_bytes()
+            == (out / "checkpoints" / "best.safetensors").read_bytes())
     # classify accepts the run folder
     r = run_cli(capsys, ["classify", root / "test", "--checkpoint", out, "--output", tmp_path / "pred",
                          "--no-progress", "--workers", "0"])
