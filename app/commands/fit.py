@@ -94,31 +94,13 @@ def _save_plan(plan, out: Path) -> None:
 
 
 def _preprocess(plan, *, workers: int, progress: bool) -> None:
-    from tqdm import tqdm
-
-    from data.preprocess_job import PreprocessConfig, run_preprocess
-    from preprocessing.names import printable_text
+    from app.commands.preprocess import preprocess_with_progress
+    from data.preprocess_job import PreprocessConfig
 
     d = plan.config.data
     config = PreprocessConfig(dataset="folder", root=Path(d.root), cache_dir=Path(d.cache), fps=d.fps,
                               size=tuple(d.size), workers=workers)
-    bar = None
-
-    def on_plan(total: int, skipped: int) -> None:
-        nonlocal bar
-        bar = tqdm(total=total, initial=skipped, unit="video", desc="preprocess", disable=not progress,
-                   file=sys.stderr, dynamic_ncols=True)
-
-    def on_result(result) -> None:
-        if result.status == "failed":
-            bar.write(f"failed: {result.clip_id}: {printable_text(result.reason)}", file=sys.stderr)
-        bar.update(1)
-
-    try:
-        summary = run_preprocess(config, on_plan=on_plan, on_result=on_result)
-    finally:
-        if bar is not None:
-            bar.close()
+    summary = preprocess_with_progress(config, progress=progress)
     print(f"preprocess: {summary.ok} decoded, {summary.skipped} already cached, {summary.failed} failed")
     if summary.ok + summary.skipped == 0:
         raise UsageError("no video could be decoded; see the failed: lines above")

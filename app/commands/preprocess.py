@@ -54,10 +54,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from data.preprocess_job import PreprocessConfig, default_workers, run_preprocess
-    from preprocessing.cache import CacheError
+    from data.preprocess_job import PreprocessConfig, default_workers
 
     workers = default_workers() if args.workers is None else args.workers
     if workers < 1:
@@ -77,26 +74,7 @@ def run(args: argparse.Namespace) -> int:
         shard=parse_shard(args.shard) if args.shard else None,
         backend=args.backend,
     )
-    bar = None
-
-    def on_plan(total: int, skipped: int) -> None:
-        nonlocal bar
-        if skipped:
-            print(f"{skipped} of {total} clips already cached", file=sys.stderr)
-        bar = tqdm(total=total, initial=skipped, unit="clip", disable=args.no_progress, dynamic_ncols=True)
-
-    def on_result(result) -> None:
-        if result.status == "failed":
-            bar.write(f"failed: {result.clip_id}: {result.reason}", file=sys.stderr)
-        bar.update(1)
-
-    try:
-        summary = run_preprocess(config, on_plan=on_plan, on_result=on_result)
-    except (LayoutError, CacheError) as e:
-        raise UsageError(str(e)) from None
-    finally:
-        if bar is not None:
-            bar.close()
+    summary = preprocess_with_progress(config, progress=not args.no_progress)
     rate = summary.ok / summary.seconds if summary.seconds > 0 else 0.0
     print(
         f"clips: {summary.ok} decoded, {summary.skipped} already cached, {summary.failed} failed; "
@@ -107,3 +85,33 @@ def run(args: argparse.Namespace) -> int:
         print(f"failures: {printable_name(summary.failures)}", file=sys.stderr)
         return 3  # some clips failed; the others are cached
     return 0
+
+
+def preprocess_with_progress(config, *, progress: bool):
+    """Run the preprocess job with a progress bar and one `failed:` line per clip that fails; a layout
+    or cache problem becomes a UsageError. Returns the job's Summary."""
+    from tqdm import tqdm
+
+    from data.preprocess_job import run_preprocess
+    from preprocessing.cache import CacheError
+
+    bar = None
+
+    def on_plan(total: int, skipped: int) -> None:
+        nonlocal bar
+        if skipped:
+            print(f"{skipped} of {total} clips already cached", file=sys.stderr)
+        bar = tqdm(total=total, initial=skipped, unit="clip", disable=not progress, dynamic_ncols=True)
+
+    def on_result(result) -> None:
+        if result.status == "failed":
+            bar.write(f"failed: {result.clip_id}: {result.reason}", file=sys.stderr)
+        bar.update(1)
+
+    try:
+        return run_preprocess(config, on_plan=on_plan, on_result=on_result)
+    except (LayoutError, CacheError) as e:
+        raise UsageError(str(e)) from None
+    finally:
+        if bar is not None:
+            bar.close()
