@@ -26,8 +26,8 @@ MUTATIONS = (
     ),
     Mutation(
         "TT-GRU update gate mixes the other way (torch's z convention)", "models/tt_rnn.py",
-        "return (torch.lerp(cand, h, z),)",
-        "return (torch.lerp(h, cand, z),)",
+        "return (torch.lerp(cand.to(h.dtype), h, z.to(h.dtype)),)",
+        "return (torch.lerp(h, cand.to(h.dtype), z.to(h.dtype)),)",
         (GUARDS, "-k", "bundled_demo_model"),
     ),
     Mutation(
