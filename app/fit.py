@@ -27,6 +27,7 @@ The rules (docs/ARCHITECTURE.md points here; the README's "Your own videos" sect
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from app.config import ExperimentConfig, ModelConfig, TrainConfig
 from app.errors import UsageError
 from data.config import DataConfig
 from data.layouts import SPLIT_FOLDERS, VIDEO_EXTENSIONS, ClipInfo, LayoutError, list_clips
+from preprocessing.names import printable_name
 
 PAPER_SIZE = (160, 120)
 HIDDEN = 128
@@ -57,9 +59,17 @@ class FitPlan:
 
 def plan_fit(
     root: Path, *, out: Path, cache: Path | None = None, size: tuple[int, int] | None = None,
-    fps: float = 24.0, hidden: int = HIDDEN, epochs: int | None = None, seed: int = 0, precision: str = "fp32",
+    fps: float = 24.0, hidden: int = HIDDEN, epochs: int | None = None, seed: int = 0,
+    precision: str = "fp32",
 ) -> FitPlan:
-    """Inspect `root` and choose everything; UsageError (one line) when the folder cannot be fitted."""
+    """Inspect `root` and choose everything; UsageError (one line) when the folder cannot be fitted.
+    Paths are made absolute, so the saved config names the same folders from anywhere."""
+    root, out = Path(os.path.abspath(root)), Path(os.path.abspath(out))
+    cache = Path(os.path.abspath(cache)) if cache is not None else out / "cache"
+    for what, path in (("video folder", root), ("--out", out), ("--cache", cache)):
+        if any("\udc80" <= c <= "\udcff" for c in os.fsdecode(path)):
+            raise UsageError(f"the {what} path {printable_name(path)} is not valid UTF-8, which the run's "
+                             "TOML config cannot hold; rename it, or link it under a UTF-8 name")
     clips, notes = _labelled_clips(root)
     classes = tuple(sorted({c.labels[0] for c in clips}))
     splits_given = any(c.split for c in clips)
@@ -80,13 +90,13 @@ def plan_fit(
         reasons["epochs"] = "--epochs"
     dropout = 0.25 if n_train < 2000 else 0.0
     reasons["dropout"] = f"{n_train} training clips ({'<' if dropout else '>='} 2,000)"
-    reasons["split"] = ("the folder's train/ and test/" if splits_given else
-                        f"test = fold 0 of 5, {'by source group (file names carry groups)' if grouped else 'at random'}")
+    how = "by source group (file names carry groups)" if grouped else "at random"
+    reasons["split"] = "the folder's train/ and test/" if splits_given else f"test = fold 0 of 5, {how}"
     from models.tt import balanced_modes
 
     W, H = size  # (W, H)
     data = DataConfig(
-        dataset="folder", cache=str(cache or out / "cache"), root=str(root), fps=float(fps), size=(W, H),
+        dataset="folder", cache=str(cache), root=str(root), fps=float(fps), size=(W, H),
         split="official" if splits_given else ("group" if grouped else "random"),
         fold=-1 if splits_given else 0, val_fraction=round(val_fraction, 4), batch_size=BATCH,
         workers=0 if W * H <= 64 * 48 else 2,
@@ -130,11 +140,10 @@ def _labelled_clips(root: Path) -> tuple[list[ClipInfo], list[str]]:
             f"no videos in class folders under {root} (expected {root}/<class>/*.mp4, or "
             f"{root}/train/<class>/ and {root}/test/<class>/)"
         )
-    with_videos = {(c.split, c.labels[0]) for c in clips}
+    video_dirs = {c.path.parent for c in clips}
     for folder in _class_folders(root):
-        key = (folder.parent.name.lower(), folder.name) if folder.parent != root else (None, folder.name)
-        if key not in with_videos:
-            notes.append(f"{folder} holds no videos: not a class")
+        if not any(d == folder or folder in d.parents for d in video_dirs):
+            notes.append(f"{printable_name(folder)} holds no videos: not a class")
     others = sum(1 for p in root.rglob("*") if p.is_file() and p.suffix.lower() not in VIDEO_EXTENSIONS
                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if others:
@@ -161,6 +170,9 @@ def _check_classes(clips: list[ClipInfo], classes: tuple[str, ...], splits_given
         missing = [k for k in classes if k not in trained]
         if missing:
             raise UsageError(f"class {missing[0]} has no video in train/: fit cannot learn it")
+        if not any(c.split == "test" for c in clips):
+            raise UsageError("the folder has train/ but no test/ videos: add DIR/test/<class>/ videos, "
+                             "or put the class folders directly in DIR for fit to hold out a test fold")
         return
     counts = Counter(c.labels[0] for c in clips)
     few = sorted(k for k, n in counts.items() if n < 2)

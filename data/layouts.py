@@ -13,8 +13,8 @@ Clip ids, labels and groups are printable names (preprocessing/names.py): any fi
 
 - `folder`: any tree of videos; label = the parent folder's name; when the first folder under the root
   is `train`, `val` or `test`, that is the split (the demo set is `train/<class>/*.mp4`, `test/...`).
-  Without split folders, files of a class whose names differ only in a trailing number form a source
-  group (`_name_groups`), so group-aware splits keep one source's clips together.
+  Without split folders, the files of a class named `<source>_<group>_<clip>` (UCF style, e.g.
+  `v_jump_03_01.avi`) get source groups (`_name_groups`), so group-aware splits keep a source together.
 """
 
 from __future__ import annotations
@@ -143,22 +143,25 @@ def _folder(root: Path) -> list[ClipInfo]:
     return clips
 
 
-_TRAILING_NUMBER = re.compile(r"[ _.-]*\d+$")
+# `<source>_<group>_<clip>` as UCF11 (`v_jump_03_01`) and UCF101 (`v_Jump_g03_c01`) name their clips
+_GROUP_CLIP = re.compile(r"^(?P<group>.+[_-][a-z]?\d+)[_-][a-z]?\d+$", re.IGNORECASE)
 
 
 def _name_groups(clips: list[ClipInfo]) -> list[ClipInfo]:
-    """Source groups from file names, for a tree without train/ and test/: within a class, files whose
-    names differ only in a trailing number (`v_jump_03_01.avi`, `v_jump_03_02.avi`) come from one
-    source. Used only for a class where that gives two or more groups and some group has two files;
-    elsewhere each clip stands alone (group None), as before."""
+    """Source groups from file names, for a tree without train/ and test/: in a class whose files ALL
+    end in two number fields (`v_jump_03_01.avi`, `v_jump_03_02.avi`; `_g03_c01` too), the name
+    without the last field is the source group, if that gives two or more groups and some group holds
+    two files. Any other class keeps one clip per group (group None): plain numbered files
+    (`cat_01.mp4`, `IMG_0001.mp4`) say nothing about sources."""
     by_class: dict[tuple[str, ...], list[ClipInfo]] = {}
     for c in clips:
         by_class.setdefault(c.labels, []).append(c)
     out = []
     for labels, members in by_class.items():
-        keys = [_TRAILING_NUMBER.sub("", c.path.stem) or c.path.stem for c in members]
+        matches = [_GROUP_CLIP.match(c.path.stem) for c in members]
+        keys = [m["group"] if m else "" for m in matches]
         counts = Counter(keys)
-        usable = bool(labels) and len(counts) >= 2 and max(counts.values()) >= 2
+        usable = bool(labels) and all(matches) and len(counts) >= 2 and max(counts.values()) >= 2
         for c, key in zip(members, keys):
             group = f"{labels[0]}/{key}" if usable else None
             out.append(ClipInfo(c.clip_id, c.path, c.labels, group, c.split))

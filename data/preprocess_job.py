@@ -28,15 +28,17 @@ from preprocessing.cache import (
     CacheError,
     CacheMeta,
     check_entry,
+    npy_path,
     open_cache,
     read_record,
+    record_path,
     write_clip,
     write_failures,
     write_manifest,
     write_record,
 )
 from preprocessing.decode import VideoDecodeError, decode_video
-from preprocessing.names import printable_name, printable_text
+from preprocessing.names import original_name, printable_name, printable_text
 from preprocessing.workers import die_with_parent, worker_context
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,7 @@ def run_preprocess(
     results: dict[str, ClipResult] = {}
     todo = []
     for clip in clips:
+        _drop_legacy_record(cache_dir, clip)
         entry = _cached_entry(cache_dir, clip, root, meta)
         if entry is not None:
             results[clip.clip_id] = ClipResult(clip.clip_id, "skipped", entry.frames, entry=entry)
@@ -164,6 +167,22 @@ def run_preprocess(
 def _relative(path: Path, root: Path) -> str:
     """The path under the dataset root as the cache records it (its printable form)."""
     return printable_name(Path(path).relative_to(root).as_posix())
+
+
+def _drop_legacy_record(cache_dir: Path, clip: ClipInfo) -> None:
+    """Remove the record and array of `clip` under its raw id, left by a run from before ids became
+    printable names (only names with a control character differ): the clip is cached under its
+    printable id, and must not be listed twice."""
+    raw = original_name(clip.clip_id)
+    if raw == clip.clip_id:
+        return
+    try:
+        legacy = read_record(cache_dir, raw)
+    except (CacheError, UnicodeEncodeError):  # not valid UTF-8: the old code could not cache it
+        return
+    if legacy is not None:
+        npy_path(cache_dir, legacy).unlink(missing_ok=True)
+        record_path(cache_dir, raw).unlink(missing_ok=True)
 
 
 def _cached_entry(cache_dir: Path, clip: ClipInfo, root: Path, meta: CacheMeta) -> CacheEntry | None:

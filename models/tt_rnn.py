@@ -260,9 +260,10 @@ class TTLSTM(_TTRNNBase):
 
 
 def _state_dtype(gx: torch.Tensor) -> torch.dtype:
-    """The recurrent state's dtype: the gates' own, or float32 when they are bfloat16 / float16
-    (autocast), so that rounding does not build up over the steps."""
-    return gx.dtype if gx.dtype in (torch.float32, torch.float64) else torch.float32
+    """The recurrent state's dtype: the gates' own; float32 under autocast, so that the rounding of
+    bfloat16 / float16 gates does not build up over the steps (a model cast to bfloat16 keeps it)."""
+    low = gx.dtype in (torch.bfloat16, torch.float16)
+    return torch.float32 if low and torch.is_autocast_enabled(gx.device.type) else gx.dtype
 
 
 class ClipStream:

@@ -41,7 +41,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from preprocessing.fileio import atomic_open, write_json
-from preprocessing.names import original_name
+from preprocessing.names import original_name, printable_name
 
 CACHE_VERSION = 1
 META_FILE = "cache.json"
@@ -184,6 +184,7 @@ def read_cache(cache_dir: str | os.PathLike, *, check_arrays: bool = True) -> Ca
             entries[entry.clip_id] = entry
     for entry in _read_records(cache_dir):
         entries[entry.clip_id] = entry
+    entries = _without_legacy_duplicates(entries)
     index = CacheIndex(cache_dir, meta, tuple(entries[k] for k in sorted(entries)))
     if check_arrays:
         problems = [p for e in index.entries if (p := check_entry(cache_dir, e))]
@@ -191,6 +192,12 @@ def read_cache(cache_dir: str | os.PathLike, *, check_arrays: bool = True) -> Ca
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
             raise CacheError(f"{cache_dir}: {'; '.join(problems[:3])}{more}; re-run preprocess to repair")
     return index
+
+
+def _without_legacy_duplicates(entries: dict[str, CacheEntry]) -> dict[str, CacheEntry]:
+    """Drop an entry recorded under a raw id (a name with a tab, a newline...: written before ids
+    became printable names) when the same clip is also recorded under its printable id."""
+    return {k: e for k, e in entries.items() if printable_name(k) == k or printable_name(k) not in entries}
 
 
 def load_clip(cache_dir: str | os.PathLike, entry: CacheEntry, *, mmap: bool = True) -> np.ndarray:

@@ -17,7 +17,9 @@ Because a backslash is always escaped, the form is unambiguous: `name_bytes(prin
 `os.fsencode(n)` for every name, and `original_name` gives back the str the os module takes.
 
 `spreadsheet_safe` is the OWASP rule for CSV cells: a text cell starting with `=`, `+`, `-`, `@`,
-tab or carriage return gets a leading `'`, so a spreadsheet shows it instead of evaluating it.
+tab or carriage return gets a leading `'`, so a spreadsheet shows it instead of evaluating it. A
+cell that already starts with `'` gets one too, so the rule is reversible: a CSV cell that starts
+with `'` is the text after it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ _NEEDS_ESCAPE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff]")
 _SHORT = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|(.))", re.DOTALL)
 _UNSHORT = {"\\": b"\\", "t": b"\t", "n": b"\n", "r": b"\r"}
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")  # and "'": so that one "'" is always removable
 
 
 def _escape(match: re.Match[str]) -> str:

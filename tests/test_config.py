@@ -94,6 +94,21 @@ def test_toml_round_trip(tmp_path):
     assert isinstance(cfg.replace("data", fold=2), ExperimentConfig) and cfg.replace("data", fold=2).data.fold == 2
 
 
+def test_toml_round_trip_of_any_utf8_text_and_a_clear_refusal_of_the_rest(tmp_path):
+    """Paths with a tab, DEL, quotes, a backslash or an emoji parse back to themselves (oracle: the
+    config itself); undecodable bytes of a file name cannot be written to TOML: ValueError."""
+    import dataclasses
+    import os
+
+    cfg = load_config(write(tmp_path, BASIC))
+    odd = "vid\u00e9os/tab\there \x7f \"q\" back\\slash \U0001f600"
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, cache=odd))
+    assert load_config(write(tmp_path, config_to_toml(cfg), "odd.toml")) == cfg
+    bad = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, cache=os.fsdecode(b"caf\xe9")))
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        config_to_toml(bad)
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
 def test_every_shipped_config_parses(path):
     cfg = load_config(path)

@@ -102,7 +102,7 @@ def test_printable_text_keeps_messages_on_one_line():
 
 @pytest.mark.parametrize("cell, safe", [
     ("=1+1", "'=1+1"), ("+SUM(1)", "'+SUM(1)"), ("-2", "'-2"), ("@A1", "'@A1"), ("\tx", "'\tx"),
-    ("\rx", "'\rx"), ("clip.mp4", "clip.mp4"), ("a=b", "a=b"), ("", ""),
+    ("\rx", "'\rx"), ("'-2", "''-2"), ("clip.mp4", "clip.mp4"), ("a=b", "a=b"), ("", ""),
 ])
 def test_spreadsheet_safe(cell, safe):
     assert spreadsheet_safe(cell) == safe
@@ -244,3 +244,32 @@ def test_an_output_that_cannot_be_written_does_not_cost_the_others(tmp_path, cap
     assert len(errors) == 1 and "predictions.jsonl" in errors[0], r.stderr
     assert len((out / "predictions.csv").read_text().splitlines()) == 1 + 5
     assert (out / "report.html").read_text().count('<tr class="ok">') == 1
+
+
+def test_a_cache_from_before_printable_ids_is_upgraded_without_duplicates(tmp_path):
+    """A clip whose name holds a tab was cached under its raw id by the code before printable ids:
+    preprocess caches it under the printable id and removes the old record, and read_cache never
+    lists the clip twice (oracle: the set of ids)."""
+    from data.preprocess_job import PreprocessConfig, run_preprocess
+    from preprocessing.cache import CacheMeta, open_cache, write_clip, write_manifest
+
+    root = tmp_path / "videos"
+    frames = _frames(0, T=4)
+    for rel in ("cls/a\tb.mp4", "cls/plain.mp4"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_video(root / rel, frames, fps=24.0)
+    cache = tmp_path / "cache"
+    meta = CacheMeta(dataset="folder", fps=24.0, size=(32, 24), root=str(root.resolve()))
+    open_cache(cache, meta)
+    old = []
+    for rel in ("cls/a\tb.mp4", "cls/plain.mp4"):  # what the old code wrote: raw ids and paths
+        st = (root / rel).stat()
+        old.append(write_clip(cache, frames, clip_id=rel, path=rel, labels=("cls",), group=None, split=None,
+                              fps=24.0, source_size=st.st_size, source_mtime_ns=st.st_mtime_ns, backend="pyav"))
+    write_manifest(cache, meta, old, "manifest.json")
+    manifest_before = (cache / "manifest.json").read_text()
+    run_preprocess(PreprocessConfig(dataset="folder", root=root, cache_dir=cache, fps=24.0, size=(32, 24)))
+    assert [e.clip_id for e in read_cache(cache).entries] == ["cls/a\\tb.mp4", "cls/plain.mp4"]
+    # a manifest that still names the raw id (e.g. a sharded run's) is read without the duplicate
+    (cache / "manifest.shard-0-of-2.json").write_text(manifest_before)
+    assert [e.clip_id for e in read_cache(cache, check_arrays=False).entries] == ["cls/a\\tb.mp4", "cls/plain.mp4"]

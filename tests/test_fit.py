@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,14 @@ def test_fit_trains_saves_its_choices_and_resumes(tmp_path, capsys):
     # other choices in the same run folder are refused, not mixed
     r = run_cli(capsys, ["fit", root, "--out", out, "--epochs", "4", "--no-progress"])
     assert r.returncode == 2 and "holds another fit" in r.stderr
+    # the same fit named by a relative path is the same plan (paths are absolute in fit.toml)
+    cwd = Path.cwd()
+    try:
+        os.chdir(tmp_path)
+        r = run_cli(capsys, ["fit", "videos", "--out", "runs/mine", "--epochs", "3", "--no-progress"])
+    finally:
+        os.chdir(cwd)
+    assert r.returncode == 0, r.stderr
     # `train --config fit.toml` repeats the run exactly (here under another name)
     r = run_cli(capsys, ["train", "--config", out / "fit.toml", "--train.name=again", "--no-progress"])
     assert r.returncode == 0, r.stderr
@@ -66,6 +75,13 @@ def test_fit_trains_saves_its_choices_and_resumes(tmp_path, capsys):
                          "--no-progress", "--workers", "0"])
     assert r.returncode == 0, r.stderr
     assert len((tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()) == 3
+    # a video added since: resuming would test on a split the model was not planned on; refused
+    write_video(root / "test" / "dark" / "new.mp4", _frames(1), fps=24.0)
+    r = run_cli(capsys, ["fit", root, "--out", out, "--epochs", "3", "--no-progress"])
+    assert r.returncode == 2 and "the videos changed" in r.stderr and "1 added" in r.stderr
+    # a run folder that fit did not start is not resumed
+    r = run_cli(capsys, ["fit", root, "--out", tmp_path / "runs" / "again", "--epochs", "3", "--no-progress"])
+    assert r.returncode == 2 and "a run that fit did not start" in r.stderr
 
 
 def test_fit_without_splits_holds_out_a_fold_by_source_group(tmp_path):
@@ -140,3 +156,23 @@ def test_pixel_modes_split_rows_and_columns_evenly():
         modes = pixel_modes(w, h)
         assert modes[0] * modes[1] == h and modes[2] * modes[3] == w * 3
         assert (1 in modes) == ((w, h) == (2, 2))  # a 1 only where a side is prime (h = 2)
+
+
+def test_train_without_test_and_a_path_toml_cannot_hold_are_one_line(tmp_path, capsys):
+    root = _folder(tmp_path / "videos", {"a": 2, "b": 2}, splits=True)
+    for clip in (root / "test").rglob("*.mp4"):
+        clip.unlink()
+    r = run_cli(capsys, ["fit", root, "--out", tmp_path / "run"])
+    assert r.returncode == 2 and "no test/ videos" in r.stderr
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/vid\xe9os"))
+    _folder(odd, {"a": 2, "b": 2})
+    r = run_cli(capsys, ["fit", odd, "--out", tmp_path / "run2"])
+    assert r.returncode == 2 and "not valid UTF-8" in r.stderr and "vid\\xe9os" in r.stderr
+
+
+def test_nested_class_folders_are_not_noted_as_empty(tmp_path):
+    root = _folder(tmp_path / "videos" / "animals", {"cat": 2, "dog": 2}).parent
+    (root / "empty\tone").mkdir()
+    plan = plan_fit(root, out=tmp_path / "run")
+    assert plan.classes == ("cat", "dog")
+    assert plan.notes == (f"{tmp_path}/videos/empty\\tone holds no videos: not a class",)

@@ -86,3 +86,15 @@ def test_tensorboard_logs_the_curves_when_installed(tmp_path):
     acc = EventAccumulator(str(events[0].parent))
     acc.Reload()
     assert [e.step for e in acc.Scalars("train_loss")] == [1, 2]
+
+
+@pytest.mark.parametrize("name", ["tt_gru", "tt_lstm"])
+def test_a_model_cast_to_bfloat16_runs_in_bfloat16(name):
+    """Without autocast, a model whose weights are bfloat16 keeps a bfloat16 state (as before)."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3, in_modes=(4, 6, 8, 12), hidden_modes=(2, 2, 2, 2),
+                         ranks=(1, 2, 2, 2, 1)).eval().to(torch.bfloat16)
+    x = torch.randint(0, 256, (2, 5, 24, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        out = model(x, torch.tensor([5, 3]))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()

@@ -31,9 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="epochs (default: about 12,000 steps' worth, 3 to 60)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and data order (default 0)")
     p.add_argument("--cache", help="frame cache folder (default: OUT/cache)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes (default: all cores)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="decoding processes (default: all cores)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="fp32, or bf16: training under torch.autocast (default fp32: docs/RESULTS.md, \"fit\")")
+                   help="fp32, or bf16: training under torch.autocast (default fp32; docs/RESULTS.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.hidden < 2 or args.fps <= 0 or (args.epochs is not None and args.epochs < 1) or args.workers < 1:
         raise UsageError("--hidden must be >= 2, --fps > 0, --epochs >= 1 and --workers >= 1")
-    out = Path(args.out)
+    out = Path(os.path.abspath(args.out))
     plan = plan_fit(
         Path(args.folder), out=out, cache=Path(args.cache) if args.cache else None,
         size=parse_size(args.size) if args.size else None, fps=args.fps, hidden=args.hidden,
@@ -69,7 +70,8 @@ def _print_choices(plan) -> None:
         ("model", f"tt_gru, in_modes {list(m['in_modes'])}, hidden_modes {list(m['hidden_modes'])}, "
                   f"ranks {list(m['ranks'])}", "rows and columns x RGB each split in two balanced modes"),
         ("dropout", f"{m['dropout']:g}", plan.reasons["dropout"]),
-        ("epochs", f"{t.epochs}, early stop after {t.patience} without a better val accuracy", plan.reasons["epochs"]),
+        ("epochs", f"{t.epochs}, early stop after {t.patience} without a better val accuracy",
+         plan.reasons["epochs"]),
         ("optimizer", f"Adam lr {t.lr:g}, halved every {t.lr_decay_examples} clips, batch {d.batch_size}",
          "about a third of the epochs per halving"),
     ]
@@ -78,19 +80,35 @@ def _print_choices(plan) -> None:
 
 
 def _save_plan(plan, out: Path) -> None:
-    """NAME/fit.toml: the whole config. A run folder holding another plan is refused, not mixed."""
+    """NAME/fit.toml (the whole config) and NAME/fit_videos.txt (the videos it was planned on). A run
+    folder holding another plan, other videos, or a run that fit did not start is refused, not mixed:
+    resuming it would train on one split and test on another."""
     from app.config import config_to_toml
     from preprocessing.fileio import atomic_open
+    from preprocessing.names import printable_name
 
     text = config_to_toml(plan.config)
-    path = out / "fit.toml"
+    videos = "".join(f"{c.clip_id}\n" for c in plan.clips)
+    path, listed = out / "fit.toml", out / "fit_videos.txt"
+    shown = printable_name(out)
+    foreign = ("resume.pt", "config.toml", "checkpoints", "fold0")
+    if not path.is_file() and any((out / p).exists() for p in foreign):
+        raise UsageError(f"{shown} holds a run that fit did not start; use another --out")
     if path.is_file() and path.read_text(encoding="utf-8") != text:
-        raise UsageError(f"{out} holds another fit (its fit.toml differs from these choices); "
+        raise UsageError(f"{shown} holds another fit (its fit.toml differs from these choices); "
                          "use another --out, or delete the folder to start over")
+    if listed.is_file() and listed.read_text(encoding="utf-8") != videos:
+        before = set(listed.read_text(encoding="utf-8").splitlines())
+        now = {c.clip_id for c in plan.clips}
+        raise UsageError(f"the videos changed since {shown} was fitted ({len(now - before)} added, "
+                         f"{len(before - now)} gone): use another --out, or delete it to start over")
     out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(listed, "w", encoding="utf-8") as f:
+        f.write(videos)
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
-    print(f"config: {path} (python -m app train --config {path} repeats the run)")
+    shown = printable_name(path)
+    print(f"config: {shown} (python -m app train --config {shown} repeats the run)")
 
 
 def _preprocess(plan, *, workers: int, progress: bool) -> None:
