@@ -152,13 +152,15 @@ def test_errors_and_defaults(tmp_path):
 
 def test_folder_groups_come_only_from_ucf_style_names(tmp_path):
     """`v_x_GG_CC` names give groups (oracle: the GG by hand); plain numbered names never do, even
-    when one other file in the class would make them look like one big group."""
+    when one other file in the class would make them look like one big group; nor does a class where
+    only some names follow the pattern."""
     touch(tmp_path, *[f"jump/v_jump_{g:02d}_{c:02d}.avi" for g in (1, 2) for c in (1, 2)],
           *[f"run/v_run_g{g:02d}_c{c:02d}.avi" for g in (1, 2, 3) for c in (1, 2)],
           *[f"cat/cat_{i:02d}.mp4" for i in range(1, 10)], "cat/kitten.mp4",
-          *[f"dog/IMG_{i:04d}.mp4" for i in range(1, 5)])
+          *[f"dog/IMG_{i:04d}.mp4" for i in range(1, 5)],
+          "bird/v_bird_01_01.avi", "bird/v_bird_01_02.avi", "bird/v_bird_02_01.avi", "bird/other.avi")
     clips = {c.clip_id: c for c in list_clips("folder", tmp_path)}
     assert clips["jump/v_jump_02_01.avi"].group == "jump/v_jump_02"
     assert clips["run/v_run_g03_c02.avi"].group == "run/v_run_g03"
     assert {c.group for c in clips.values() if c.labels == ("jump",)} == {"jump/v_jump_01", "jump/v_jump_02"}
-    assert all(c.group is None for c in clips.values() if c.labels in (("cat",), ("dog",)))
+    assert all(c.group is None for c in clips.values() if c.labels in (("cat",), ("dog",), ("bird",)))

@@ -25,4 +25,16 @@ MUTATIONS = (
         "    shuffled = np.random.default_rng(seed).permutation(n)",
         ("tests/test_datasets.py", "-k", "authors_folds"),
     ),
+    Mutation(
+        "plain numbered files taken as one source group", "data/layouts.py",
+        "        usable = bool(labels) and all(matches) and len(counts) >= 2",
+        "        usable = bool(labels) and any(matches) and len(counts) >= 2",
+        ("tests/test_layouts.py", "-k", "ucf_style"),
+    ),
+    Mutation(
+        "fit resumes a run folder whose videos changed", "app/commands/fit.py",
+        "    if listed.is_file() and listed.read_text(encoding=\"utf-8\") != videos:",
+        "    if False:",
+        ("tests/test_fit.py", "-k", "resumes"),
+    ),
 )

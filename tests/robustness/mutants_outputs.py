@@ -27,7 +27,7 @@ MUTATIONS = (
     ),
     Mutation(
         "spreadsheet_safe forgets the minus sign", "preprocessing/names.py",
-        '_FORMULA_START = ("=", "+", "-", "@", "\\t", "\\r")', '_FORMULA_START = ("=", "+", "@", "\\t", "\\r")',
+        '("=", "+", "-", "@", "\\t", "\\r", "\'")', '("=", "+", "@", "\\t", "\\r", "\'")',
         (*NAMES, "-k", "spreadsheet_safe"),
     ),
     Mutation(
