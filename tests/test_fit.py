@@ -176,3 +176,32 @@ def test_nested_class_folders_are_not_noted_as_empty(tmp_path):
     plan = plan_fit(root, out=tmp_path / "run")
     assert plan.classes == ("cat", "dog")
     assert plan.notes == (f"{tmp_path}/videos/empty\\tone holds no videos: not a class",)
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_the_same_command_finishes_the_same_model(tmp_path, capsys):
+    """Oracle: an uninterrupted fit of the same folder. Ctrl-C lands inside the 2nd optimizer step
+    (KeyboardInterrupt from an optimizer hook); the same command then resumes from the saved state."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    root = _folder(tmp_path / "videos", {"bright": 3, "dark": 3}, splits=True)
+    argv = ["--epochs", "6", "--no-progress"]
+    assert run_cli(capsys, ["fit", root, "--out", tmp_path / "whole", *argv]).returncode == 0
+    steps = 0
+
+    def ctrl_c(optimizer, args, kwargs):
+        nonlocal steps
+        steps += 1
+        if steps == 2:
+            raise KeyboardInterrupt
+
+    handle = register_optimizer_step_post_hook(ctrl_c)
+    try:
+        r = run_cli(capsys, ["fit", root, "--out", tmp_path / "cut", *argv])
+    finally:
+        handle.remove()
+    assert r.returncode == 130 and not (tmp_path / "cut" / "test_metrics.json").exists()
+    r = run_cli(capsys, ["fit", root, "--out", tmp_path / "cut", *argv])
+    assert r.returncode == 0, r.stderr
+    best = "checkpoints/best.safetensors"
+    assert (tmp_path / "cut" / best).read_bytes() == (tmp_path / "whole" / best).read_bytes()
