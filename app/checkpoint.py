@@ -93,6 +93,17 @@ def save_checkpoint(
     return weights
 
 
+KAGGLE_MODEL_LIMIT = 2**30  # the YouTube-8M 2018 challenge's rule: a model must fit in 1 GB
+
+
+def describe_size(nbytes: int) -> str:
+    """`12.3 MB`, and a warning when the model would break the 1 GB rule of YouTube-8M's 2018 challenge."""
+    text = f"{nbytes / 1e6:.1f} MB"
+    if nbytes > KAGGLE_MODEL_LIMIT:
+        text += " (over the 1 GB a YouTube-8M 2018 challenge model may take)"
+    return text
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """Find the JSON sidecar for a run folder (its `best`, else `last`), a `.json` or a `.safetensors`."""
     p = Path(path)

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from app.checkpoint import save_checkpoint
+from app.checkpoint import describe_size, save_checkpoint
 from app.config import ExperimentConfig, TrainConfig, config_to_toml
 from data.batch import Batch, pad_collate
 from data.datasets import BucketBatchSampler, build_datasets, eval_batches, is_k_fold
@@ -631,6 +631,7 @@ def _test_best(run: _Run, st: TrainState) -> dict[str, Any]:
     import safetensors.torch
 
     best = run.run_dir / "checkpoints" / "best.safetensors"
+    run.say(f"best checkpoint {best}: {describe_size(best.stat().st_size)}")
     run.model.load_state_dict(safetensors.torch.load_file(str(best), device=str(run.device)))
     result: dict[str, Any] = {"best_epoch": st.best_epoch, run.score_key: st.best_score}
     if run.data.test is not None:

@@ -84,3 +84,11 @@ def _export_and_compare(tmp_path: Path, capsys, ckpt_path: Path, fmt: str, *, st
     with torch.inference_mode():
         alone = ckpt.model(x[1:2, :short], lengths[1:2]).numpy()
     np.testing.assert_allclose(got[1:2], alone, atol=1e-4)
+
+
+def test_sizes_name_the_1_gb_rule_only_above_it():
+    from app.checkpoint import KAGGLE_MODEL_LIMIT, describe_size
+
+    assert describe_size(12_345_678) == "12.3 MB"
+    assert "1 GB" not in describe_size(KAGGLE_MODEL_LIMIT)
+    assert "over the 1 GB" in describe_size(KAGGLE_MODEL_LIMIT + 1)

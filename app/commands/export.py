@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.checkpoint import CheckpointError, load_checkpoint
+    from app.checkpoint import CheckpointError, describe_size, load_checkpoint
     from app.export import SUFFIX, ExportError, default_max_frames, export_checkpoint
 
     if args.max_frames is not None and args.max_frames < 1:
@@ -42,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"exported {ckpt.model_name} to {path} ({args.format}, {steps} steps, any batch size); sidecar {path}.json")
+    print(f"exported {ckpt.model_name} to {path} ({args.format}, {steps} steps, any batch size, "
+          f"{describe_size(Path(path).stat().st_size)}); sidecar {path}.json")
     return 0
