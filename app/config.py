@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import UsageError
+from app.precision import PRECISIONS
 from data.config import DATASETS, SPLITS, DataConfig
 
 if sys.version_info >= (3, 11):
@@ -241,8 +242,8 @@ def _check_choices(data: DataConfig, train: TrainConfig) -> None:
         raise UsageError(f"train.loss = {train.loss!r}; valid: mean, sum_classes")
     if train.device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"train.device = {train.device!r}; valid: auto, cpu, cuda")
-    if train.precision not in ("fp32", "bf16"):
-        raise UsageError(f"train.precision = {train.precision!r}; valid: fp32, bf16")
+    if train.precision not in PRECISIONS:
+        raise UsageError(f"train.precision = {train.precision!r}; valid: {', '.join(PRECISIONS)}")
     if train.epochs < 1 or train.lr <= 0:
         raise UsageError("train.epochs >= 1 and train.lr > 0 please")
 

@@ -57,6 +57,7 @@ from app.inputs import (
     one_line,
     sniff_input,
 )
+from app.precision import autocast
 from data.specs import FeatureSpec
 from models.common import FEATURE_DIM
 from preprocessing.names import printable_name, printable_text
@@ -248,8 +249,7 @@ class Classifier:
     def _autocast(self):
         """The model's numeric context (`--precision`): entered around each model call only, never
         across a `yield`, so the caller's code never runs under it."""
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                              enabled=self.options.precision == "bf16")
+        return autocast(self.device, self.options.precision)
 
     def _overlap(self) -> bool:
         """Whether to run the model while the decoders work (a core is left for it)."""

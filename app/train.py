@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from app.checkpoint import describe_size, save_checkpoint
 from app.config import ExperimentConfig, TrainConfig, config_to_toml
+from app.precision import autocast
 from data.batch import Batch, pad_collate
 from data.datasets import BucketBatchSampler, build_datasets, eval_batches, is_k_fold
 from data.specs import InputSpec, PixelSpec, spec_from_json
@@ -110,15 +111,6 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor, multi_label: bool) -> torch.T
     if multi_label:
         return F.binary_cross_entropy_with_logits(logits, y.float())
     return F.cross_entropy(logits, y)
-
-
-PRECISIONS = ("fp32", "bf16")
-
-
-def autocast(device: torch.device, precision: str) -> Any:
-    """The forward's numeric context: torch.autocast to bfloat16 for "bf16", nothing for "fp32"."""
-    assert precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {precision!r}"
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def train_step(

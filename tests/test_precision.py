@@ -13,7 +13,7 @@ import pytest
 import torch
 from train_fixtures import write_config, write_fake_cache
 
-from app.train import autocast
+from app.precision import autocast
 from models import create_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import UsageError
+from app.precision import PRECISIONS
 from preprocessing.names import printable_name, printable_text, spreadsheet_safe
 
 
@@ -39,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="keep at most this many frames per video")
     p.add_argument("--feature-weights", default=None, metavar="DIR",
                    help="local Inception/PCA/VGGish files, to give raw videos to a YouTube-8M feature model")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32, or bf16: the model under torch.autocast (default fp32: faster on CPU, docs/RESULTS.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

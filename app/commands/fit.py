@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from app.errors import UsageError
+from app.precision import PRECISIONS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", help="frame cache folder (default: OUT/cache)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="decoding processes (default: all cores)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32, or bf16: training under torch.autocast (default fp32; docs/RESULTS.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 

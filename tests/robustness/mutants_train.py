@@ -82,7 +82,7 @@ MUTATIONS = (
         (GUARDS, "-k", "two_process_ddp"),
     ),
     Mutation(
-        "--precision bf16 ignored (autocast never enabled)", "app/train.py",
+        "--precision bf16 ignored (autocast never enabled)", "app/precision.py",
         'enabled=precision == "bf16")', "enabled=False)",
         ("tests/test_precision.py", "-k", "forward_is_close"),
     ),
