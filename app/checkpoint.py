@@ -50,6 +50,7 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     code_version: str = ""
     path: Path | None = None
+    clip_seconds: float | None = None  # median length of the training clips (the timeline's window)
 
 
 def save_checkpoint(
@@ -61,6 +62,7 @@ def save_checkpoint(
     multi_label: bool = False,
     train_config: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    clip_seconds: float | None = None,
 ) -> Path:
     """Save to `path` (a `.safetensors` file name or a stem); returns the `.safetensors` path.
 
@@ -86,6 +88,7 @@ def save_checkpoint(
         "train_config": train_config or {},
         "metrics": metrics or {},
         "code_version": code_version(),
+        "clip_seconds": clip_seconds,
         "weights": weights.name,
         "weights_sha256": digest,
     }
@@ -223,6 +226,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
         train_config=meta.get("train_config", {}),
         metrics=meta.get("metrics", {}),
         code_version=meta.get("code_version", ""),
+        clip_seconds=_positive_or_none(meta.get("clip_seconds")),
         path=js,
     )
 
@@ -262,3 +266,10 @@ def _sha256(path: Path) -> str:
 def _stem(path: str | os.PathLike) -> Path:
     p = Path(path)
     return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+
+
+def _positive_or_none(value: Any) -> float | None:
+    """A sidecar number that must be positive when present (older sidecars lack it)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None

@@ -45,19 +45,10 @@ import numpy as np
 import torch
 
 from app.checkpoint import Checkpoint
-from app.inputs import (
-    IDLE,
-    SPARE,
-    DecodePool,
-    InferenceOptions,
-    InputItem,
-    decoder_options,
-    discover_inputs,
-    make_thumbnails,
-    one_line,
-    sniff_input,
-)
+from app.decoding import IDLE, SPARE, DecodeEvent, DecodePool, decoder_options
+from app.inputs import InferenceOptions, InputItem, discover_inputs, make_thumbnails, one_line, sniff_input
 from app.precision import autocast
+from app.timeline import SegmentScores, segment_bounds, timeline_window
 from data.specs import FeatureSpec
 from models.common import FEATURE_DIM
 from preprocessing.names import printable_name, printable_text
@@ -82,6 +73,7 @@ class Prediction:
     duration: float | None = None  # seconds covered by those frames (videos)
     error: str | None = None  # one line; None when the input was classified
     thumbnails: list[bytes] = field(default_factory=list)  # small JPEGs from the decoded frames
+    segments: list[SegmentScores] = field(default_factory=list)  # the timeline (app.timeline), if any
 
     @property
     def ok(self) -> bool:
@@ -141,6 +133,7 @@ class _Ready:
     thumbnails: list[bytes] = field(default_factory=list)
     duration: float | None = None
     frames: int = 0  # T
+    window: tuple[int, int] | None = None  # timeline (length, stride) in frames, None: no timeline
 
     def __post_init__(self) -> None:
         self.frames = int(self.x.shape[0])
@@ -165,6 +158,10 @@ class Classifier:
         self.kind = self.spec.kind  # "pixels" | "features"
         self.feature_extractor = feature_extractor
         self.level = self.spec.level if isinstance(self.spec, FeatureSpec) else "frame"
+        self.clip_seconds = ckpt.clip_seconds  # the training clips' length: the timeline's window
+        self.paths: dict[int, str] = {}  # input index -> path, of the current run
+        self.decode_fps = self.spec.fps if self.kind == "pixels" else 1.0  # of the decoded videos
+        self.progress: Callable[[str, float, float | None], None] | None = None  # long videos' progress
 
     # -- public -------------------------------------------------------------------------------
 
@@ -173,14 +170,22 @@ class Classifier:
 
     def run(self, items: Sequence[InputItem], decoder: DecodePool | None = None) -> Iterator[Prediction]:
         """Yield one Prediction per input (per record for TFRecords), in completion order.
-        `decoder`: the videos' decoder, already started (`app.inputs.decode_pool`); by default
+        `decoder`: the videos' decoder, already started (`app.decoding.decode_pool`); by default
         one is started when the first video is needed."""
-        if self.options.stream and callable(getattr(self.model, "stream", None)):
-            yield from self._run_stream(items, decoder)
+        self.paths = {i: it.path for i, it in enumerate(items)}
+        if self.options.stream and self.kind == "pixels" and callable(getattr(self.model, "stream", None)):
+            from app.streaming import StreamRun
+
+            run = StreamRun(self, self.progress)
+            yield from run.run(self._iter_ready(items, busy=run.runs, decoder=decoder, events=True))
             return
+        yield from self._run_windows(items, decoder)
+
+    def _run_windows(self, items: Sequence[InputItem], decoder: DecodePool | None) -> Iterator[Prediction]:
+        """Whole inputs, padded and bucketed by length (models without a stream, feature models)."""
         pending: list[_Ready] = []
         window = self.options.batch_size * max(1, self.options.window_batches)
-        overlap = self._overlap()  # with every core decoding, small batches would only add CPU work
+        overlap = self.overlap()  # with every core decoding, small batches would only add CPU work
         for ready in self._iter_ready(items, decoder=decoder):
             if ready is SPARE and pending:
                 # The last videos are decoding and a core is free: classify all that is waiting now,
@@ -207,51 +212,12 @@ class Classifier:
         if pending:
             yield from self._predict_window(pending)
 
-    @torch.inference_mode()
-    def _run_stream(self, items: Sequence[InputItem], decoder: DecodePool | None) -> Iterator[Prediction]:
-        """Continuous batching, for models with a `stream()` (the TT-RNNs): a decoded video joins the
-        running batch at once and leaves it after its last frame, so nothing is padded and nothing
-        waits for a batch to fill. While the decoders have nothing ready, the stream runs
-        `stream_chunk` steps, then looks for new videos. With every core decoding it runs only while
-        it holds a full batch (fewer rows per step would only add CPU work) until a core is free.
-        It never holds more than `batch_size + 1` clips."""
-        stream = self.model.stream()
-        waiting: dict[tuple[int, int], _Ready] = {}
-        spare = self._overlap()
-
-        def runs() -> bool:
-            return len(stream) >= (1 if spare else self.options.batch_size)
-
-        def advance(steps: int | None) -> Iterator[Prediction]:  # None: to the end
-            with self._autocast():
-                done = stream.advance(steps)
-            if done:
-                yield from self._predictions([waiting.pop(key) for key, _ in done], torch.stack([y for _, y in done]))
-
-        for ready in self._iter_ready(items, busy=runs, decoder=decoder):
-            if ready is IDLE or ready is SPARE:
-                spare |= ready is SPARE  # the last videos are decoding: a core is free from now on
-                if runs():
-                    yield from advance(self.options.stream_chunk)
-            elif isinstance(ready, Prediction):  # an error or an unusable input
-                yield ready
-            else:
-                with self._autocast():
-                    stream.add(ready.order, torch.from_numpy(ready.x).to(self.device))
-                ready.x = None  # the stream keeps what it needs (the TT map of the frames), not the pixels
-                waiting[ready.order] = ready
-                # Past a full batch, run until a clip leaves before taking the next: this bounds the
-                # stream when decoding outpaces the model or gives no idle moment (--workers 0).
-                while len(stream) > self.options.batch_size:
-                    yield from advance(self.options.stream_chunk)
-        yield from advance(None)
-
-    def _autocast(self):
+    def autocast(self):
         """The model's numeric context (`--precision`): entered around each model call only, never
         across a `yield`, so the caller's code never runs under it."""
         return autocast(self.device, self.options.precision)
 
-    def _overlap(self) -> bool:
+    def overlap(self) -> bool:
         """Whether to run the model while the decoders work (a core is left for it)."""
         if self.options.overlap is not None:
             return self.options.overlap
@@ -260,8 +226,11 @@ class Classifier:
     # -- producing ready inputs ---------------------------------------------------------------
 
     def _iter_ready(
-        self, items: Sequence[InputItem], busy: Callable[[], bool] | None = None, decoder: DecodePool | None = None
-    ) -> Iterator[_Ready | Prediction | None]:
+        self, items: Sequence[InputItem], busy: Callable[[], bool] | None = None, decoder: DecodePool | None = None,
+        events: bool = False,
+    ) -> Iterator[_Ready | Prediction | DecodeEvent | None]:
+        """Inputs ready for the model, errors as Predictions, and IDLE / SPARE while the decoders
+        work. Videos come whole (`_Ready`), or with `events=True` as their decoding events."""
         videos: list[tuple[int, str]] = []
         for i, it in enumerate(items):
             if it.kind == "invalid":
@@ -277,11 +246,12 @@ class Classifier:
                     error=f"{it.path}: a {it.kind} file holds features, but this checkpoint takes video pixels",
                 )
             elif it.kind == "npy":
-                yield self._npy_ready(i, it.path)
+                yield self._with_window(self._npy_ready(i, it.path))
             else:
-                yield from self._tfrecord_ready(i, it.path)
+                yield from map(self._with_window, self._tfrecord_ready(i, it.path))
         if videos:
-            yield from self._video_ready(videos, {i: it.path for i, it in enumerate(items)}, busy, decoder)
+            decoded = self._video_events(videos, busy, decoder)
+            yield from decoded if events else self._whole_videos(decoded)
 
     def _npy_ready(self, i: int, path: str) -> _Ready | Prediction:
         try:
@@ -299,13 +269,9 @@ class Classifier:
             log.debug("error reading %s", path, exc_info=True)
             yield Prediction(path, "tfrecord", (i, j + 1), error=one_line(f"{path}: {e}"))
 
-    def _video_ready(
-        self,
-        videos: list[tuple[int, str]],
-        paths: dict[int, str],
-        busy: Callable[[], bool] | None = None,
-        decoder: DecodePool | None = None,
-    ) -> Iterator[_Ready | Prediction | None]:
+    def _video_events(
+        self, videos: list[tuple[int, str]], busy: Callable[[], bool] | None, decoder: DecodePool | None
+    ) -> Iterator[DecodeEvent | None]:
         if decoder is None:
             if self.kind == "pixels":
                 fps, size, audio_rate = self.spec.fps, self.spec.size, None
@@ -317,26 +283,49 @@ class Classifier:
             decoder.close()
             raise ValueError("the decoder was started for other videos or another input spec than this model's")
         decoder.busy = busy
-        for d in decoder:
-            if d is IDLE or d is SPARE:
-                yield d
-                continue
-            path = paths[d.index]
-            if d.error is not None:
-                yield Prediction(path, "video", (d.index, 0), error=d.error, thumbnails=d.thumbnails)
-                continue
-            x = d.x
-            duration = round(x.shape[0] / decoder.fps, 3)
-            if self.kind == "features":
-                try:
-                    x = self.feature_extractor.extract(x, d.audio)  # float32 (T, 1152)
-                except Exception as e:
-                    log.debug("feature extraction failed for %s", path, exc_info=True)
-                    yield Prediction(path, "video", (d.index, 0), error=one_line(f"{path}: feature extraction failed ({e})"))
-                    continue
-                if self.level == "video":
-                    x = x.mean(axis=0, keepdims=True)
-            yield _Ready((d.index, 0), path, "video", x, thumbnails=d.thumbnails, duration=duration)
+        self.decode_fps = decoder.fps
+        yield from decoder
+
+    def _whole_videos(self, events: Iterator[DecodeEvent | None]) -> Iterator[_Ready | Prediction | None]:
+        """Each video's chunks put together (models that need the whole video at once)."""
+        parts: dict[int, list[np.ndarray]] = {}
+        for ev in events:
+            if ev is IDLE or ev is SPARE:
+                yield ev
+            elif ev.kind in ("start", "restart"):
+                parts[ev.index] = []
+            elif ev.kind == "chunk":
+                parts[ev.index].append(ev.frames)
+            elif ev.kind == "error":
+                parts.pop(ev.index, None)
+                yield Prediction(self.paths[ev.index], "video", (ev.index, 0), error=ev.error, thumbnails=ev.thumbnails)
+            else:  # "end"
+                x = np.concatenate(parts.pop(ev.index))
+                yield self._with_window(self._video_input(ev, x))
+
+    def _video_input(self, ev: DecodeEvent, x: np.ndarray) -> _Ready | Prediction:
+        """A decoded video as the model's input: its pixels, or features extracted from them."""
+        path = self.paths[ev.index]
+        duration = round(x.shape[0] / self.decode_fps, 3)
+        if self.kind == "features":
+            try:
+                x = self.feature_extractor.extract(x, ev.audio)  # float32 (T, 1152)
+            except Exception as e:
+                log.debug("feature extraction failed for %s", path, exc_info=True)
+                return Prediction(path, "video", (ev.index, 0), error=one_line(f"{path}: feature extraction failed ({e})"))
+            if self.level == "video":
+                x = x.mean(axis=0, keepdims=True)
+        return _Ready((ev.index, 0), path, "video", x, thumbnails=ev.thumbnails, duration=duration)
+
+    def _with_window(self, ready: _Ready | Prediction) -> _Ready | Prediction:
+        """Decide the timeline of a whole input (its length is known)."""
+        if isinstance(ready, _Ready) and not (self.kind == "features" and self.level == "video"):
+            fps = self.spec.fps if self.kind == "pixels" else 1.0  # YouTube-8M frame features: one per second
+            ready.window = timeline_window(
+                self.options, fps=fps, expected_frames=ready.frames, clip_seconds=self.clip_seconds,
+                pixels=self.kind == "pixels",
+            )
+        return ready
 
     # -- batched inference --------------------------------------------------------------------
 
@@ -356,38 +345,60 @@ class Classifier:
 
     @torch.inference_mode()
     def _predict_batch(self, batch: list[_Ready]) -> Iterator[Prediction]:
-        lengths = torch.tensor([r.x.shape[0] for r in batch], dtype=torch.int64)
-        T = int(lengths.max())
-        first = batch[0].x
-        x = np.zeros((len(batch), T, *first.shape[1:]), dtype=first.dtype)  # (B, T, ...)
-        for b, r in enumerate(batch):
-            x[b, : r.x.shape[0]] = r.x
-        xt = torch.from_numpy(x).to(self.device, non_blocking=True)
-        with self._autocast():
-            logits = self.model(xt, lengths.to(self.device))
-        yield from self._predictions(batch, logits)
+        logits = self._logits([r.x for r in batch])
+        preds = self.predictions_of([r.order for r in batch], [r.path for r in batch], logits)
+        for r, p in zip(batch, preds):
+            p.kind, p.video_id, p.frames, p.duration, p.thumbnails = r.kind, r.video_id, r.frames, r.duration, r.thumbnails
+            if r.window is not None:
+                p.segments = self._segment_scores(r.x, r.window)
+            yield p
 
-    def _predictions(self, batch: list[_Ready], logits: torch.Tensor) -> Iterator[Prediction]:
-        """Predictions of `batch` from their logits (B, K)."""
+    def _logits(self, xs: list[np.ndarray]) -> torch.Tensor:
+        """Logits (B, K) of inputs of any lengths, padded into one batch."""
+        lengths = torch.tensor([x.shape[0] for x in xs], dtype=torch.int64)
+        x = np.zeros((len(xs), int(lengths.max()), *xs[0].shape[1:]), dtype=xs[0].dtype)  # (B, T, ...)
+        for b, one in enumerate(xs):
+            x[b, : one.shape[0]] = one
+        xt = torch.from_numpy(x).to(self.device, non_blocking=True)
+        with self.autocast():
+            return self.model(xt, lengths.to(self.device))
+
+    def _segment_scores(self, x: np.ndarray, window: tuple[int, int]) -> list[SegmentScores]:
+        """The timeline of one whole input: each segment cut out and run on its own, in batches."""
+        bounds = segment_bounds(x.shape[0], window)
+        fps = self.spec.fps if self.kind == "pixels" else 1.0
+        out = []
+        for s in range(0, len(bounds), self.options.batch_size):
+            part = bounds[s : s + self.options.batch_size]
+            labels = self.top_labels(self._logits([x[a:b] for a, b in part]))
+            out += [SegmentScores(round(a / fps, 3), round(b / fps, 3), top) for (a, b), top in zip(part, labels)]
+        return out
+
+    def _scores(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        scores = torch.sigmoid(logits) if self.ckpt.multi_label else torch.softmax(logits, dim=-1)
+        return torch.sigmoid(logits) if self.ckpt.multi_label else torch.softmax(logits, dim=-1)
+
+    def top_labels(self, logits: torch.Tensor) -> list[list[tuple[str, float]]]:
+        """The top-k (label, score) of each row of logits (B, K)."""
+        top_s, top_i = self._scores(logits).topk(min(self.options.top_k, logits.shape[1]), dim=-1)
+        names = self.ckpt.class_names
+        return [[(names[c], v) for c, v in zip(i, s)] for i, s in zip(top_i.cpu().tolist(), top_s.cpu().tolist())]
+
+    def predictions_of(self, orders: list[tuple[int, int]], paths: list[str], logits: torch.Tensor) -> list[Prediction]:
+        """Predictions (labels and the Kaggle top 20) of inputs from their logits (B, K)."""
+        scores = self._scores(logits)
         k = min(max(self.options.top_k, SUBMISSION_TOP), scores.shape[1])
         top_s, top_i = scores.topk(k, dim=-1)
         top_s, top_i = top_s.cpu().tolist(), top_i.cpu().tolist()
         names = self.ckpt.class_names
-        for b, r in enumerate(batch):
-            yield Prediction(
-                path=r.path,
-                kind=r.kind,
-                order=r.order,
-                video_id=r.video_id,
-                labels=[(names[c], s) for c, s in zip(top_i[b][: self.options.top_k], top_s[b][: self.options.top_k])],
-                top_indices=top_i[b][:SUBMISSION_TOP],
-                top_scores=top_s[b][:SUBMISSION_TOP],
-                frames=r.frames,
-                duration=r.duration,
-                thumbnails=r.thumbnails,
+        return [
+            Prediction(
+                path=path, kind="video", order=order,
+                labels=[(names[c], v) for c, v in zip(top_i[b][: self.options.top_k], top_s[b][: self.options.top_k])],
+                top_indices=top_i[b][:SUBMISSION_TOP], top_scores=top_s[b][:SUBMISSION_TOP],
             )
+            for b, (order, path) in enumerate(zip(orders, paths))
+        ]
 
 
 _NO_EXTRACTOR = (
@@ -420,11 +431,14 @@ def classify(
     on_prediction: Callable[[Prediction], None] | None = None,
     decoder: DecodePool | None = None,
     start: float | None = None,
+    on_progress: Callable[[str, float, float | None], None] | None = None,
 ) -> RunSummary:
     """Classify `items` (from `discover_inputs`); returns all predictions in input order + timing.
     `decoder`: the videos' decoder if already started (see `Classifier.run`); `start`: the
-    `time.perf_counter()` the run's time counts from (default: now)."""
+    `time.perf_counter()` the run's time counts from (default: now); `on_progress(path, seconds
+    done, seconds expected or None)`: called as the stream runs the videos it holds."""
     clf = Classifier(ckpt, options=options, feature_extractor=feature_extractor)
+    clf.progress = on_progress
     start = time.perf_counter() if start is None else start
     preds = []
     try:

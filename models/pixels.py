@@ -52,3 +52,10 @@ def gal_mask(shape: tuple[int, ...], p: float, like: torch.Tensor) -> torch.Tens
     """Inverted-dropout mask of `shape`: 0 with probability p, else 1 / (1 - p) (Gal & Ghahramani
     2016: the same mask is reused at every time step of a clip)."""
     return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(1.0 - p).div_(1.0 - p)
+
+
+def state_dtype(gx: torch.Tensor) -> torch.dtype:
+    """The recurrent state's dtype: the gates' own; float32 under autocast, so that the rounding of
+    bfloat16 / float16 gates does not build up over the steps (a model cast to bfloat16 keeps it)."""
+    low = gx.dtype in (torch.bfloat16, torch.float16)
+    return torch.float32 if low and torch.is_autocast_enabled(gx.device.type) else gx.dtype

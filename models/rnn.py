@@ -15,11 +15,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from models.pixels import PIXEL_SCALE, PIXEL_SHIFT, capturing_graph, check_lengths, flatten_pixels, gal_mask
+from models.pixels import (
+    PIXEL_SCALE,
+    PIXEL_SHIFT,
+    capturing_graph,
+    check_lengths,
+    flatten_pixels,
+    gal_mask,
+    state_dtype,
+)
 from models.registry import register_model
+from models.stream import ClipStream
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class _PlainRNN(nn.Module):
         assert 0.0 <= config.dropout < 1.0, f"dropout must be in [0, 1), got {config.dropout}"
         self.rnn = self.rnn_cls(config.input_size, config.hidden_size, batch_first=True)
         self.classifier = nn.Linear(config.hidden_size, config.num_classes)
+        self.in_features, self.hidden_size = config.input_size, config.hidden_size
 
     def input_map_num_params(self, *, include_bias: bool = False) -> int:
         """Parameters of the input-to-hidden map (the paper's count excludes biases)."""
@@ -71,11 +82,40 @@ class _PlainRNN(nn.Module):
         return self.classifier(h[-1])  # (B, K)
 
 
+    def stream(self) -> ClipStream:
+        """A continuous, chunked batch for inference (see `models.stream.ClipStream`)."""
+        return ClipStream(self)
+
+    # -- the recurrent core, as `models.stream.ClipStream` runs it: nn.GRU / nn.LSTM's own cell
+    # equations (the torch.nn docs), one step at a time
+
+    def input_gates(self, rows: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (n, D) -> W_ih x + b_ih (n, G*H)."""
+        x = rows.to(self.classifier.weight.dtype) * PIXEL_SCALE + PIXEL_SHIFT
+        return F.linear(x, self.rnn.weight_ih_l0, self.rnn.bias_ih_l0)
+
+    def zero_state(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(like.new_zeros(n, self.hidden_size, dtype=state_dtype(like)) for _ in range(self.num_states))
+
+    def step_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.rnn.weight_hh_l0.t(), self.rnn.bias_hh_l0  # (H, G*H), (G*H,)
+
+
 @register_model("gru", GRUConfig)
 class GRU(_PlainRNN):
     """Plain GRU on pixels (dense input-to-hidden matrix)."""
 
     rnn_cls = nn.GRU
+    num_states = 1  # (h,)
+
+    def cell(self, gx_t, state, weights):
+        (h,) = state  # (n, H)
+        U, b = weights
+        gh = torch.addmm(b, h.to(U.dtype), U)  # (n, 3H): r, z, n blocks
+        H = self.hidden_size
+        r, z = torch.sigmoid(gx_t[:, : 2 * H] + gh[:, : 2 * H]).chunk(2, dim=1)
+        n = torch.tanh(gx_t[:, 2 * H :] + r * gh[:, 2 * H :])  # reset after the matmul (cuDNN)
+        return (torch.lerp(n.to(h.dtype), h, z.to(h.dtype)),)  # (1 - z) * n + z * h
 
 
 @register_model("lstm", LSTMConfig)
@@ -83,3 +123,12 @@ class LSTM(_PlainRNN):
     """Plain LSTM on pixels (dense input-to-hidden matrix)."""
 
     rnn_cls = nn.LSTM
+    num_states = 2  # (h, c)
+
+    def cell(self, gx_t, state, weights):
+        h, c = state  # (n, H) each
+        U, b = weights
+        a = gx_t + torch.addmm(b, h.to(U.dtype), U)  # (n, 4H): i, f, g, o blocks
+        i, f, g, o = a.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return (torch.sigmoid(o) * torch.tanh(c)).to(h.dtype), c.to(c.dtype)

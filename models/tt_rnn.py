@@ -29,8 +29,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.pixels import PIXEL_SCALE, PIXEL_SHIFT, capturing_graph, check_lengths, flatten_pixels, gal_mask
+from models.pixels import (
+    PIXEL_SCALE,
+    PIXEL_SHIFT,
+    capturing_graph,
+    check_lengths,
+    flatten_pixels,
+    gal_mask,
+    state_dtype,
+)
 from models.registry import register_model
+from models.stream import ClipStream
 from models.tt import TTLinear
 
 
@@ -63,6 +72,7 @@ class _TTRNNBase(nn.Module):
     """Shared parts: the TT input map over valid frames, dropout masks, the classifier."""
 
     num_gates: int
+    num_states: int
 
     def __init__(self, config) -> None:
         super().__init__()
@@ -142,8 +152,25 @@ class _TTRNNBase(nn.Module):
         return self.classifier(h)  # (B, K)
 
     def stream(self) -> ClipStream:
-        """A continuous batch for inference (see `ClipStream`)."""
+        """A continuous, chunked batch for inference (see `models.stream.ClipStream`)."""
         return ClipStream(self)
+
+    # -- the recurrent core, as `models.stream.ClipStream` runs it ---------------------------------
+
+    def input_gates(self, rows: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (n, D) -> gate inputs (n, G*H): the TT map, no dropout."""
+        return self._map_frames(rows, rows.new_zeros(rows.shape[0], dtype=torch.long), None)
+
+    def zero_state(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The initial state of n clips, on `like`'s device (dtype: `state_dtype`)."""
+        return tuple(like.new_zeros(n, self.hidden_size, dtype=state_dtype(like)) for _ in range(self.num_states))
+
+    def step_weights(self) -> tuple[torch.Tensor, ...]:
+        return self._step_weights()
+
+    def cell(self, gx_t: torch.Tensor, state: tuple[torch.Tensor, ...], weights: tuple[torch.Tensor, ...]):
+        """One inference step (no recurrent dropout)."""
+        return self._cell(gx_t, state, None, weights)
 
     def _run_steps(self, steps: Sequence[torch.Tensor], rec_mask: torch.Tensor | None) -> torch.Tensor:
         """The recurrence over steps of non-increasing row counts (clips sorted longest first):
@@ -174,7 +201,7 @@ class _TTRNNBase(nn.Module):
         return state[0]
 
     def _zero_state(self, gx: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        raise NotImplementedError
+        return self.zero_state(gx.shape[0], gx)  # (n, H) each
 
     def _step_weights(self) -> tuple[torch.Tensor, ...]:
         """The recurrent weights as `_cell` takes them, sliced once per forward, not per step (each
@@ -192,6 +219,7 @@ class TTGRU(_TTRNNBase):
     """TT-GRU classifier. Gate order z (update), r (reset), h (candidate), as Keras."""
 
     num_gates = 3
+    num_states = 1  # (h,)
 
     def __init__(self, config: TTGRUConfig) -> None:
         assert config.cell in ("keras", "cudnn"), f"cell must be 'keras' or 'cudnn', got {config.cell!r}"
@@ -199,9 +227,6 @@ class TTGRU(_TTRNNBase):
         # The cuDNN cell adds a recurrent bias inside r * (U_h h + b_hh); Keras has only the input bias.
         H = self.hidden_size
         self.recurrent_bias = nn.Parameter(torch.zeros(3 * H)) if config.cell == "cudnn" else None
-
-    def _zero_state(self, gx: torch.Tensor) -> tuple[torch.Tensor]:
-        return (gx.new_zeros(gx.shape[0], self.hidden_size, dtype=_state_dtype(gx)),)  # (h,)
 
     def _step_weights(self):
         U, H = self.recurrent_weight, self.hidden_size  # (H, 3H)
@@ -232,6 +257,7 @@ class TTLSTM(_TTRNNBase):
     """TT-LSTM classifier. Gate order i, f, c, o, as Keras; forget-gate bias starts at 1."""
 
     num_gates = 4
+    num_states = 2  # (h, c)
 
     def __init__(self, config: TTLSTMConfig) -> None:
         super().__init__(config)
@@ -241,10 +267,6 @@ class TTLSTM(_TTRNNBase):
                 self.input_maps[1].bias.fill_(1.0)
             else:
                 self.input_maps[0].bias[H : 2 * H].fill_(1.0)
-
-    def _zero_state(self, gx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = gx.new_zeros(gx.shape[0], self.hidden_size, dtype=_state_dtype(gx))
-        return h, torch.zeros_like(h)  # (h, c)
 
     def _step_weights(self):
         return (self.recurrent_weight,)  # (H, 4H)
@@ -257,80 +279,3 @@ class TTLSTM(_TTRNNBase):
         i, f, o = torch.sigmoid(a[:, :H]), torch.sigmoid(a[:, H : 2 * H]), torch.sigmoid(a[:, 3 * H :])
         c = f * c + i * torch.tanh(a[:, 2 * H : 3 * H])
         return o * torch.tanh(c), c
-
-
-def _state_dtype(gx: torch.Tensor) -> torch.dtype:
-    """The recurrent state's dtype: the gates' own; float32 under autocast, so that the rounding of
-    bfloat16 / float16 gates does not build up over the steps (a model cast to bfloat16 keeps it)."""
-    low = gx.dtype in (torch.bfloat16, torch.float16)
-    return torch.float32 if low and torch.is_autocast_enabled(gx.device.type) else gx.dtype
-
-
-class ClipStream:
-    """Continuous batching of a TT-RNN at inference: clips join the running batch as they arrive and
-    leave it after their last frame; each step advances every clip in the stream by one frame (its
-    own frame: a clip that joined later is at an earlier frame).
-
-        stream = model.eval().stream()       # under torch.inference_mode()
-        stream.add("a.mp4", frames_a)        # uint8 (T, H, W, 3) or (T, D)
-        done = stream.advance(16)            # [(key, logits (K,))] of the clips that ended
-        stream.add("b.mp4", frames_b)        # joins at its frame 0 while a.mp4 goes on
-        done += stream.advance()             # everything, to the end
-
-    For classifying videos that other processes decode: a clip starts as soon as it is decoded
-    instead of waiting for a batch, no frame is padded, and the clips in flight share each step's
-    recurrent matmuls. Each clip gets the logits `model(x[None], tensor([T]))` gives it alone (its
-    rows never mix with other rows; tested).
-    """
-
-    def __init__(self, model: _TTRNNBase) -> None:
-        assert not model.training, "ClipStream is for inference: call model.eval() first"
-        self.model = model
-        # contiguous copies: the per-step matmuls with one or two rows run faster than on views
-        # (docs/BENCHMARKS.md, "Classify")
-        self._weights = tuple(w.contiguous() for w in model._step_weights())
-        self._keys: list = []  # the clips in the stream, in row order
-        self._gates: list[torch.Tensor] = []  # per clip (T, G*H): its TT input map
-        self._pos: list[int] = []  # per clip: its next frame
-        self._state: tuple[torch.Tensor, ...] = ()  # (n, H) per state tensor, rows in _keys order
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def add(self, key, frames: torch.Tensor) -> None:
-        """Start a clip: the TT input map runs now, on all of its frames at once."""
-        m = self.model
-        rows = frames.reshape(frames.shape[0], -1)  # (T, D)
-        assert rows.shape[0] >= 1 and rows.shape[1] == m.in_features, (
-            f"clip {key!r}: frames of shape {tuple(frames.shape)} do not fit the model ({m.in_features} values each)"
-        )
-        gates = m._map_frames(rows, rows.new_zeros(rows.shape[0], dtype=torch.long), None)  # (T, G*H)
-        zero = m._zero_state(gates[:1])  # (1, H) each
-        self._state = tuple(torch.cat([s, z]) for s, z in zip(self._state, zero)) if self._keys else zero
-        self._keys.append(key)
-        self._gates.append(gates)
-        self._pos.append(0)
-
-    def advance(self, steps: int | None = None) -> list[tuple[object, torch.Tensor]]:
-        """Run up to `steps` steps (None: until every clip has ended); return (key, logits (K,))
-        for each clip that ended."""
-        done = []
-        while self._keys and (steps is None or steps > 0):
-            left = [g.shape[0] - p for g, p in zip(self._gates, self._pos)]
-            k = min(left) if steps is None else min(*left, steps)  # up to the next clip's end
-            # (k, n, G*H): row i of step t is clip i's frame pos_i + t
-            gx = torch.stack([g[p : p + k] for g, p in zip(self._gates, self._pos)], dim=1)
-            for gx_t in gx.unbind(0):
-                self._state = self.model._cell(gx_t, self._state, None, self._weights)
-            self._pos = [p + k for p in self._pos]
-            steps = None if steps is None else steps - k
-            ended = [i for i, n in enumerate(left) if n == k]
-            if ended:
-                logits = self.model.classifier(self._state[0][ended])  # (e, K)
-                done += [(self._keys[i], logits[j]) for j, i in enumerate(ended)]
-                live = [i for i, n in enumerate(left) if n > k]
-                self._keys, self._gates, self._pos = (
-                    [xs[i] for i in live] for xs in (self._keys, self._gates, self._pos)
-                )
-                self._state = tuple(s[live] for s in self._state)
-        return done

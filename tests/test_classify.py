@@ -157,16 +157,16 @@ def test_the_stream_stays_bounded_and_predicts_while_decoding(folder, checkpoint
     """With --workers 0 the decoders never leave the model an idle moment: the stream must still
     run once it holds a full batch, so memory stays bounded and predictions come out along the way."""
     from app.inference import Classifier
-    from models.tt_rnn import ClipStream
+    from models.stream import ClipStream
 
     events = []
-    add = ClipStream.add
+    close = ClipStream.close
 
-    def spy(stream, key, frames):
-        add(stream, key, frames)
+    def spy(stream, key):
+        close(stream, key)
         events.append(("add", len(stream)))
 
-    monkeypatch.setattr(ClipStream, "add", spy)
+    monkeypatch.setattr(ClipStream, "close", spy)
     clf = Classifier(load_checkpoint(checkpoint), options=InferenceOptions(workers=0, batch_size=2))
     for p in clf.run(discover_inputs([folder])):
         events.append(("prediction", p.ok))
@@ -176,7 +176,7 @@ def test_the_stream_stays_bounded_and_predicts_while_decoding(folder, checkpoint
 
 
 def test_a_decoder_started_for_another_spec_is_refused(folder, checkpoint):
-    from app.inputs import decode_pool
+    from app.decoding import decode_pool
 
     items, options = discover_inputs([folder]), InferenceOptions(workers=1)
     decoder = decode_pool(items, PixelSpec(size=(16, 12), fps=FPS), options)

@@ -42,6 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="local Inception/PCA/VGGish files, to give raw videos to a YouTube-8M feature model")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32, or bf16: the model under torch.autocast (default fp32: faster on CPU, docs/RESULTS.md)")
+    p.add_argument("--timeline", type=float, default=None, metavar="SECONDS",
+                   help="score a segment every SECONDS of each video (timeline.csv/.jsonl, a strip in the report); "
+                        "default: on for videos of a pixel model at least 10 windows and 1 minute long; 0: off")
+    p.add_argument("--timeline-window", type=float, default=None, metavar="SECONDS",
+                   help="length of a timeline segment (default: the model's training clips, 10 s if unknown)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -49,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from app.checkpoint import CheckpointError, read_input_spec
-    from app.inputs import InferenceOptions, decode_pool, discover_inputs
+    from app.decoding import decode_pool
+    from app.inputs import InferenceOptions, discover_inputs
 
     start = time.perf_counter()
     if not args.inputs:
@@ -61,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be 0 or more, got {args.workers}")
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.timeline is not None and not 0 <= args.timeline < float("inf"):
+        raise UsageError(f"--timeline must be a number of seconds (0: off), got {args.timeline}")
+    if args.timeline_window is not None and not 0 < args.timeline_window < float("inf"):
+        raise UsageError(f"--timeline-window must be a positive number of seconds, got {args.timeline_window}")
     if not os.path.exists(args.checkpoint) and not os.path.exists(Path(args.checkpoint).with_suffix(".json")):
         raise UsageError(f"checkpoint not found: {args.checkpoint}")
     try:
@@ -73,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     options = InferenceOptions(
         top_k=args.top_k, batch_size=args.batch_size, workers=args.workers,
         device=args.device, max_frames=args.max_frames, precision=args.precision,
+        timeline=args.timeline, timeline_window=args.timeline_window,
     )
     # A pixel model's videos start decoding now, in worker processes forked before torch is imported
     # (a lighter fork); importing torch and loading the model (the bulk of start-up) overlap the decoding.
@@ -125,10 +136,14 @@ def _classify(args: argparse.Namespace, items: list, options, decoder, start: fl
     with tqdm(
         total=None if has_records else len(items), unit="video", desc="classify",
         disable=args.no_progress, file=sys.stderr, dynamic_ncols=True,
-    ) as bar:
+    ) as bar, LongVideoBars(disable=args.no_progress) as long_bars:
+        def done(p) -> None:
+            long_bars.finish(p.path)
+            bar.update(1)
+
         result = classify(
-            items, ckpt, options=options, feature_extractor=extractor, on_prediction=lambda p: bar.update(1),
-            decoder=decoder, start=start,
+            items, ckpt, options=options, feature_extractor=extractor, on_prediction=done,
+            decoder=decoder, start=start, on_progress=long_bars.update,
         )
     preds = result.predictions
 
@@ -154,6 +169,39 @@ def _classify(args: argparse.Namespace, items: list, options, decoder, start: fl
     return 1 if write_errors else 3 if failed else 0
 
 
+class LongVideoBars:
+    """A progress bar of its own (seconds done / total) for each video longer than `LONG_SECONDS`
+    while the model runs it."""
+
+    LONG_SECONDS = 60.0
+
+    def __init__(self, disable: bool) -> None:
+        self.disable, self.bars = disable, {}
+
+    def __enter__(self) -> LongVideoBars:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+    def update(self, path: str, seconds: float, total: float | None) -> None:
+        if self.disable or total is None or total < self.LONG_SECONDS:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(path)
+        if bar is None:
+            name = printable_name(os.path.basename(path))
+            bar = self.bars[path] = tqdm(total=round(total), unit="s", desc=name[:40], file=sys.stderr, leave=False)
+        bar.update(max(0, min(round(seconds), bar.total) - bar.n))
+
+    def finish(self, path: str) -> None:
+        bar = self.bars.pop(path, None)
+        if bar is not None:
+            bar.close()
+
+
 def _write_outputs(out: Path, preds: list, details: dict[str, str]) -> list[str]:
     """Write every output file, each atomically; one that cannot be written does not stop the others
     (the results are kept in whatever could be written). Returns one line per file that failed."""
@@ -166,6 +214,8 @@ def _write_outputs(out: Path, preds: list, details: dict[str, str]) -> list[str]
     ]
     if any(p.kind == "tfrecord" and p.ok for p in preds):
         writers.append(("submission.csv", _write_submission))
+    if any(p.segments for p in preds):
+        writers += [("timeline.csv", _write_timeline_csv), ("timeline.jsonl", _write_timeline_jsonl)]
     errors = []
     for name, write in writers:
         try:
@@ -199,6 +249,35 @@ def _write_csv(path: Path, preds: list) -> None:
             name = spreadsheet_safe(printable_name(p.path))
             for rank, (label, score) in enumerate(p.labels, start=1):
                 w.writerow([name, rank, spreadsheet_safe(printable_text(label)), f"{score:.6f}"])
+
+
+def _write_timeline_csv(path: Path, preds: list) -> None:
+    """path, start, end, rank, label, score: one row per (segment, label), in seconds."""
+    from preprocessing.fileio import atomic_open
+
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "start", "end", "rank", "label", "score"])
+        for p in preds:
+            name = spreadsheet_safe(printable_name(p.path))
+            for s in p.segments:
+                for rank, (label, score) in enumerate(s.labels, start=1):
+                    w.writerow([name, f"{s.start:.3f}", f"{s.end:.3f}", rank, spreadsheet_safe(printable_text(label)), f"{score:.6f}"])
+
+
+def _write_timeline_jsonl(path: Path, preds: list) -> None:
+    """One object per video with a timeline: {"path", "segments": [{"start", "end", "labels"}]}."""
+    from preprocessing.fileio import atomic_open
+
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        for p in preds:
+            if p.segments:
+                segments = [
+                    {"start": s.start, "end": s.end,
+                     "labels": [{"label": printable_text(n), "score": round(v, 6)} for n, v in s.labels]}
+                    for s in p.segments
+                ]
+                f.write(json.dumps({"path": printable_name(p.path), "segments": segments}, ensure_ascii=False) + "\n")
 
 
 def _write_submission(path: Path, preds: list) -> None:
