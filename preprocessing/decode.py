@@ -13,15 +13,19 @@ use. The facts it relies on were measured on real files (docs/DESIGN.md, "Decodi
   itself; PyAV does not).
 - Only the frames that are kept are converted: one reused `VideoReformatter` scales to the target size
   with libswscale's area filter and converts to rgb24 in one pass.
+- One decoding code path: `VideoChunks` gives the frames in chunks of bounded size (a 2-hour clip
+  is never held whole), and `video_to_array` / `decode_video` gather its chunks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -63,10 +67,12 @@ class _Truncated(_Refused):
 # (and at least a second less). Headers are estimates, so the margin is wide.
 _TRUNCATED_SHARE = 0.5
 
-# The frames of a clip are held in memory whole. Timestamps decide how often each frame repeats, and a
-# damaged or hostile file can put its last frame hours or years after the others (a 1 KB file then
-# asks for tens of GiB): such a file is refused before anything is allocated. `max_frames` bounds the
-# output, so it decodes any file. 8 GiB is about 1.6 hours of 160x120 frames at 24 fps.
+# `video_to_array` holds a clip's frames in memory whole. Timestamps decide how often each frame
+# repeats, and a damaged or hostile file can put its last frame hours or years after the others (a 1 KB
+# file then asks for tens of GiB): `video_to_array` refuses such a file before the frames are
+# allocated. `max_frames` bounds the output, so it decodes any file. 8 GiB is about 1.6 hours of
+# 160x120 frames at 24 fps. `VideoChunks` has no cap: it holds one chunk at a time, and a caller that
+# writes the frames to disk checks the disk instead (preprocessing/cache.py).
 MAX_OUTPUT_BYTES = 8 * 2**30
 
 
@@ -102,6 +108,169 @@ class DecodedVideo:
     backend: str  # "pyav" or "opencv"
 
 
+class _Restart:
+    """The type of `RESTART` (one instance; pickles as that instance)."""
+
+    def __repr__(self) -> str:
+        return "RESTART"
+
+    def __reduce__(self) -> str:
+        return "RESTART"
+
+
+RESTART = _Restart()  # yielded by VideoChunks: drop the frames yielded so far, they start again at frame 0
+
+
+@dataclass(frozen=True)
+class _End:
+    """Internal item of the backends: the clip has `total` output frames (the fps rule's length)."""
+
+    total: int
+
+
+class VideoChunks:
+    """A video's frames as uint8 `(k, H, W, 3)` arrays of 1..chunk_frames frames, in display order.
+
+    The streaming form of `video_to_array`, for clips too long to hold whole (a cache writer appends
+    each chunk to a file). Same arguments and rules (see `video_to_array`); `video_to_array` and
+    `decode_video` gather these chunks, so there is one decoding code path. The contract:
+
+    - The iterator may yield `RESTART`, meaning "discard every frame yielded so far for this video;
+      frames start again from frame 0". It comes when the PyAV path finds timestamps that go backwards
+      (or vanish) after chunks were yielded, and decodes again with index timing; or when PyAV fails
+      mid-file and the OpenCV fallback takes over (backend "auto"). Nothing yielded yet: no RESTART.
+    - The chunks after the last RESTART, concatenated, are exactly `video_to_array(same arguments)`
+      (same bytes), for every file and argument combination.
+    - Errors are `VideoDecodeError`, as for `video_to_array`, possibly raised after some chunks were
+      yielded: truncation is known only at the end.
+    - Memory: at most `chunk_frames` output frames are held (plus the decoded frame pending), whatever
+      the length of the video; a frame repeated many times comes out across several chunks. The last
+      frame decided is handed out only once the next one is decided or the clip ends, because the
+      clip's end can cut it (the fps rule's output length).
+    - No output cap: MAX_OUTPUT_BYTES applies to `video_to_array` / `decode_video` only.
+
+    Attributes, reset and updated by each iteration (every `iter()` decodes the file again):
+    backend: "pyav" or "opencv", the backend whose frames follow (None before the first item); final
+        once iteration ends.
+    expected_frames: the output length the container header promises (duration x fps, capped by
+        max_frames), for progress bars and disk checks; None when the header has no duration. Headers
+        lie: an estimate. Set when the file is opened, so known once the iterator has produced its
+        first item (chunk, RESTART or error), not at construction (that would open the file twice).
+    planned_frames: output frames decided since the last RESTART: yielded, held, and the repeats of
+        the current frame still to come (at most one more than the final count). A caller checks its
+        budget against it at each chunk: a frame the timestamps repeat a billion times is refused
+        after one chunk of it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        fps: float | None = 24.0,
+        size: tuple[int, int] | None = (160, 120),
+        stream: int | None = None,
+        backend: Backend = "auto",
+        max_frames: int | None = None,
+        threads: int = 0,
+        chunk_frames: int = 64,
+    ):
+        assert backend in ("auto", "pyav", "opencv"), f"unknown backend {backend!r}"
+        assert size is None or (len(size) == 2 and min(size) > 0), f"size must be (width, height), got {size}"
+        assert max_frames is None or max_frames > 0, f"max_frames must be positive, got {max_frames}"
+        assert chunk_frames >= 1, f"chunk_frames must be positive, got {chunk_frames}"
+        self.path = path
+        self.fps = fps
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.stream = stream
+        self.requested = backend
+        self.max_frames = max_frames
+        self.threads = threads
+        self.chunk_frames = int(chunk_frames)
+        self.backend: str | None = None
+        self.expected_frames: int | None = None
+        self.planned_frames = 0
+
+    def __iter__(self) -> Iterator[np.ndarray | _Restart]:
+        self.backend, self.expected_frames, self.planned_frames = None, None, 0
+        _check_readable(self.path)
+        with contextlib.closing(self._items()) as items:  # closes the container even if we stop early
+            yield from self._chunks(items)
+
+    def _chunks(self, items: Iterator) -> Iterator[np.ndarray | _Restart]:
+        """Cut the backends' `(image, repeats)` items into chunks. A full chunk goes out only once a
+        further frame is decided, so the last frame is still held when `_End` says how many there are."""
+        buf, n, yielded, total = None, 0, False, None
+        for item in items:
+            if item is RESTART:
+                if yielded:
+                    yield RESTART
+                buf, n, yielded, total, self.planned_frames = None, 0, False, None, 0
+            elif isinstance(item, _End):
+                total = item.total
+            else:
+                image, repeats = item
+                self.planned_frames += repeats
+                while repeats:
+                    if n == self.chunk_frames:
+                        yielded = True
+                        yield buf
+                        buf, n = None, 0
+                    if buf is None:
+                        buf = np.empty((self.chunk_frames, *image.shape), np.uint8)
+                    take = min(repeats, self.chunk_frames - n)
+                    buf[n : n + take] = image
+                    n, repeats = n + take, repeats - take
+        excess = self.planned_frames - total
+        assert 0 <= excess <= n, f"{self.path}: {self.planned_frames} frames decided for {total}"
+        self.planned_frames = total
+        if n > excess:
+            yield buf[: n - excess]
+
+    def _items(self) -> Iterator:
+        """`(image, repeats)` items, RESTART and a final `_End` from PyAV, or from OpenCV when PyAV fails
+        (backend "auto") or when asked for; every failure becomes a VideoDecodeError."""
+        pyav_reason = None
+        if self.requested in ("auto", "pyav"):
+            self.backend = "pyav"
+            try:
+                yield from self._pyav_items()
+                return
+            except _Refused as e:  # decoded, but unusable: not worth a fallback
+                raise VideoDecodeError(self.path, str(e)) from e
+            except _PYAV_ERRORS as e:
+                pyav_reason = _reason(e)
+                if self.requested == "pyav":
+                    raise VideoDecodeError(self.path, pyav_reason) from e
+            self.backend = "opencv"
+            yield RESTART  # passed on only if PyAV's frames were handed out
+        self.backend = "opencv"
+        try:
+            yield from _opencv_items(self.path, self.fps, self.size, self.stream, self.max_frames, self._expect)
+        except _Failure as e:
+            if pyav_reason is None:
+                raise VideoDecodeError(self.path, str(e)) from e
+            raise VideoDecodeError(self.path, f"{pyav_reason} (OpenCV fallback: {e})") from e
+        if pyav_reason is not None:
+            log.warning("%s: PyAV failed (%s); decoded with OpenCV instead", self.path, pyav_reason)
+
+    def _pyav_items(self) -> Iterator:
+        """PyAV's items: by timestamps (index timing in AVI), and again by index when they go backwards."""
+        try:
+            yield from _pyav_pass(self, index_timing=None)
+        except _NonMonotonic as e:
+            log.debug("%s: timestamps not monotonic; using decode order at %s fps", self.path, e.args[0])
+            yield RESTART
+            yield from _pyav_pass(self, index_timing=True)
+
+    def _expect(self, header_seconds: float | None, rate: Fraction) -> None:
+        """Set `expected_frames` from the header's duration (None: unknown)."""
+        if not header_seconds or not math.isfinite(header_seconds) or header_seconds < 0:
+            self.expected_frames = None
+            return
+        frames = max(1, math.floor(header_seconds * float(self.fps or rate)))
+        self.expected_frames = frames if self.max_frames is None else min(frames, self.max_frames)
+
+
 def video_to_array(
     path: str | os.PathLike,
     *,
@@ -123,7 +292,8 @@ def video_to_array(
     max_frames: stop after this many output frames (None: the whole clip).
     threads: decoder threads; 0 lets FFmpeg choose, 1 for one thread per process (worker pools).
         The output does not depend on it.
-    Raises VideoDecodeError for anything that cannot be decoded.
+    Raises VideoDecodeError for anything that cannot be decoded, and for an output above
+    MAX_OUTPUT_BYTES. `VideoChunks` gives the same frames a chunk at a time.
     """
     return decode_video(
         path, fps=fps, size=size, stream=stream, backend=backend, max_frames=max_frames, threads=threads
@@ -140,31 +310,20 @@ def decode_video(
     max_frames: int | None = None,
     threads: int = 0,
 ) -> DecodedVideo:
-    """`video_to_array` that also says which backend decoded the file."""
-    assert backend in ("auto", "pyav", "opencv"), f"unknown backend {backend!r}"
-    assert size is None or (len(size) == 2 and min(size) > 0), f"size must be (width, height), got {size}"
-    assert max_frames is None or max_frames > 0, f"max_frames must be positive, got {max_frames}"
-    _check_readable(path)
-    size = None if size is None else (int(size[0]), int(size[1]))
-    pyav_reason = None
-    if backend in ("auto", "pyav"):
-        try:
-            return DecodedVideo(_decode_pyav(path, fps, size, stream, max_frames, threads), "pyav")
-        except _Refused as e:
-            raise VideoDecodeError(path, str(e)) from e
-        except _PYAV_ERRORS as e:
-            pyav_reason = _reason(e)
-            if backend == "pyav":
-                raise VideoDecodeError(path, pyav_reason) from e
-    try:
-        frames = _decode_opencv(path, fps, size, stream, max_frames)
-    except _Failure as e:
-        if pyav_reason is None:
-            raise VideoDecodeError(path, str(e)) from e
-        raise VideoDecodeError(path, f"{pyav_reason} (OpenCV fallback: {e})") from e
-    if pyav_reason is not None:
-        log.warning("%s: PyAV failed (%s); decoded with OpenCV instead", path, pyav_reason)
-    return DecodedVideo(frames, "opencv")
+    """`video_to_array` that also says which backend decoded the file: the chunks of `VideoChunks`
+    gathered (dropped at a RESTART). The output cap is checked at each chunk against the frames
+    decided so far, so a file whose timestamps ask for terabytes is refused after one chunk."""
+    chunks = VideoChunks(
+        path, fps=fps, size=size, stream=stream, backend=backend, max_frames=max_frames, threads=threads
+    )
+    parts: list[np.ndarray] = []
+    for chunk in chunks:
+        if chunk is RESTART:
+            parts.clear()
+            continue
+        parts.append(chunk)
+        _check_output_size(path, chunks.planned_frames, (chunk.shape[2], chunk.shape[1]))
+    return DecodedVideo(np.concatenate(parts), chunks.backend)
 
 
 def probe(path: str | os.PathLike, *, stream: int | None = None) -> VideoInfo:
@@ -287,72 +446,79 @@ def _normalize_rotation(degrees: float | int | None) -> int:
 
 
 class _NonMonotonic(Exception):
-    """Timestamps went backwards or vanished: decode again with index timing."""
+    """Timestamps went backwards or vanished: decode again with index timing (args: the rate)."""
 
 
-def _decode_pyav(path, fps, size, stream, max_frames, threads, index_timing=None) -> np.ndarray:
-    with av.open(str(path), metadata_errors="ignore") as container:
-        vs, _ = _pick_stream(container, stream)
+def _pyav_pass(job: VideoChunks, index_timing: bool | None) -> Iterator:
+    """One PyAV decode of `job`'s file: `(image, repeats)` items in display order, then `_End`. Only
+    frames that get output slots are converted; a frame's slots are known when the next frame's time
+    is. Raises _NonMonotonic (by timestamps only) for the caller to decode again by index."""
+    size, max_frames = job.size, job.max_frames
+    with av.open(str(job.path), metadata_errors="ignore") as container:
+        vs, _ = _pick_stream(container, job.stream)
         cc = vs.codec_context
-        cc.thread_count = threads  # 0: FFmpeg picks (one per core); the frames are the same either way
-        if threads != 1:
+        cc.thread_count = job.threads  # 0: FFmpeg picks (one per core); the frames are the same either way
+        if job.threads != 1:
             cc.thread_type = "AUTO"  # frame and slice threads
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate or Fraction(25)
         tb = vs.time_base or Fraction(1, 90000)
         if index_timing is None:
             index_timing = container.format.name == "avi"
-        sampler = FpsSampler(fps)
-        out: list[np.ndarray] = []
+        # The header's length: the stream duration, or its frame count (an AVI cut short keeps
+        # its count but gets a duration estimated from the file size).
+        header = max(float(vs.duration * tb) if vs.duration else 0.0, (vs.frames or 0) / float(rate))
+        job._expect(header or _container_seconds(container, vs, tb), rate)
+        sampler = FpsSampler(job.fps)
         pending = None  # the frame on screen until the next frame's time: how often it repeats is known then
         start = vs.start_time
         last_t = Fraction(0)
-        n = 0
-        try:
-            for n, frame in enumerate(container.decode(vs), start=1):
-                if index_timing:
-                    t = Fraction(n - 1) / rate
-                else:
-                    if frame.pts is None:
-                        raise _NonMonotonic()
-                    if start is None:
-                        start = frame.pts
-                    t = Fraction(frame.pts - start) * tb
-                    if pending is not None and t < last_t:
-                        raise _NonMonotonic()
-                if size is None:  # keep the first frame's (upright) size, even if the stream changes size
-                    size = _upright_size(frame)
-                if pending is not None:
-                    repeats = sampler.slots_until(t)
-                    if max_frames is not None:
-                        repeats = min(repeats, max_frames - len(out))
-                    _check_output_size(len(out) + repeats, size)
-                    if repeats:
-                        out += [_to_rgb(pending, size)] * repeats
-                    if max_frames is not None and len(out) >= max_frames:
-                        return np.stack(out[:max_frames])
-                pending, last_t = frame, t
-        except _NonMonotonic:
-            log.debug("%s: timestamps not monotonic; using decode order at %s fps", path, rate)
-        else:
-            if pending is None:
-                raise _Failure("no video frames could be decoded")
-            if index_timing or not pending.duration:
-                duration = 1 / Fraction(rate)
+        n = produced = 0
+        for n, frame in enumerate(container.decode(vs), start=1):
+            if index_timing:
+                t = Fraction(n - 1) / rate
             else:
-                duration = Fraction(pending.duration) * tb
-            end = last_t + duration
-            # The header's length: the stream duration, or its frame count (an AVI cut short keeps
-            # its count but gets a duration estimated from the file size).
-            header = max(float(vs.duration * tb) if vs.duration else 0.0, (vs.frames or 0) / float(rate))
-            _check_complete(float(end), header)
-            total = sampler.total(end, n)
-            if max_frames is not None:
-                total = min(total, max_frames)
-            _check_output_size(total, size)
-            if len(out) < total:
-                out += [_to_rgb(pending, size)] * (total - len(out))
-            return np.stack(out[:total])
-    return _decode_pyav(path, fps, size, stream, max_frames, threads, index_timing=True)
+                if frame.pts is None:
+                    raise _NonMonotonic(rate)
+                if start is None:
+                    start = frame.pts
+                t = Fraction(frame.pts - start) * tb
+                if pending is not None and t < last_t:
+                    raise _NonMonotonic(rate)
+            if size is None:  # keep the first frame's (upright) size, even if the stream changes size
+                size = _upright_size(frame)
+            if pending is not None:
+                repeats = sampler.slots_until(t)
+                if max_frames is not None:
+                    repeats = min(repeats, max_frames - produced)
+                if repeats:
+                    yield _to_rgb(pending, size), repeats
+                    produced += repeats
+                if max_frames is not None and produced >= max_frames:
+                    yield _End(produced)
+                    return
+            pending, last_t = frame, t
+        if pending is None:
+            raise _Failure("no video frames could be decoded")
+        if index_timing or not pending.duration or pending.duration < 0:
+            duration = 1 / Fraction(rate)
+        else:
+            duration = Fraction(pending.duration) * tb
+        end = last_t + duration
+        _check_complete(float(end), header)
+        total = sampler.total(end, n)
+        if max_frames is not None:
+            total = min(total, max_frames)
+        if produced < total:
+            yield _to_rgb(pending, size), total - produced
+        yield _End(total)
+
+
+def _container_seconds(container: av.container.InputContainer, vs, tb: Fraction) -> float | None:
+    """The container's duration from the stream's start (MPEG-1 PS has no stream duration), or None."""
+    if container.duration is None:
+        return None
+    start = float(vs.start_time * tb) if vs.start_time is not None else 0.0
+    return container.duration / av.time_base - start
 
 
 def _check_complete(decoded_seconds: float, header_seconds: float) -> None:
@@ -362,12 +528,14 @@ def _check_complete(decoded_seconds: float, header_seconds: float) -> None:
         )
 
 
-def _check_output_size(frames: int, size: tuple[int, int]) -> None:
+def _check_output_size(path: str | os.PathLike, frames: int, size: tuple[int, int]) -> None:
+    """Refuse an output of `frames` frames above MAX_OUTPUT_BYTES (`video_to_array` only)."""
     nbytes = frames * size[0] * size[1] * 3
     if nbytes > MAX_OUTPUT_BYTES:
-        raise _Refused(
+        raise VideoDecodeError(
+            path,
             f"its timestamps span too long a time: {frames} frames of {size[0]}x{size[1]} would take "
-            f"{nbytes / 2**30:.1f} GiB (limit {MAX_OUTPUT_BYTES / 2**30:g} GiB); pass max_frames to keep fewer"
+            f"{nbytes / 2**30:.1f} GiB (limit {MAX_OUTPUT_BYTES / 2**30:g} GiB); pass max_frames to keep fewer",
         )
 
 
@@ -397,8 +565,9 @@ def _to_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
 # --- OpenCV fallback -------------------------------------------------------------------------------
 
 
-def _decode_opencv(path, fps, size, stream, max_frames) -> np.ndarray:
-    """OpenCV's FFmpeg backend: auto-rotates, first video stream only, frame i at i / fps."""
+def _opencv_items(path, fps, size, stream, max_frames, expect) -> Iterator:
+    """OpenCV's FFmpeg backend: auto-rotates, first video stream only, frame i at i / fps. Items as
+    `_pyav_pass` gives them; `expect(header_seconds, rate)` gets the header's length."""
     import cv2  # imported here: only needed when PyAV fails or when asked for
 
     if stream not in (None, 0):
@@ -415,9 +584,10 @@ def _decode_opencv(path, fps, size, stream, max_frames) -> np.ndarray:
         rate = as_fraction(rate)
         if rate <= 0:  # a rate below one frame in a million seconds rounds to 0
             raise _Failure(f"OpenCV reports a frame rate of {cap.get(cv2.CAP_PROP_FPS)}")
+        expect(_opencv_header_seconds(cap, rate), rate)
         sampler = FpsSampler(fps)
-        out: list[np.ndarray] = []
-        n = 0
+        n = produced = 0
+        rgb = None
         while cap.grab():
             n += 1
             # Index timing: frame n-1 is on screen until n / rate, known now, so only kept frames
@@ -432,21 +602,33 @@ def _decode_opencv(path, fps, size, stream, max_frames) -> np.ndarray:
                 if (bgr.shape[1], bgr.shape[0]) != size:
                     bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
                 if max_frames is not None:
-                    repeats = min(repeats, max_frames - len(out))
-                _check_output_size(len(out) + repeats, size)
-                out += [cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)] * repeats
-            if max_frames is not None and len(out) >= max_frames:
-                return np.stack(out[:max_frames])
-        if n == 0 or not out:
+                    repeats = min(repeats, max_frames - produced)
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                yield rgb, repeats
+                produced += repeats
+            if max_frames is not None and produced >= max_frames:
+                yield _End(produced)
+                return
+        if n == 0 or not produced:
             raise _Failure("OpenCV decoded no frames")
-        header_frames = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        if header_frames > 0 and math.isfinite(header_frames):
-            _check_complete(n / float(rate), header_frames / float(rate))
+        header_seconds = _opencv_header_seconds(cap, rate)
+        if header_seconds is not None:
+            _check_complete(n / float(rate), header_seconds)
         total = sampler.total(Fraction(n) / rate, n)
         if max_frames is not None:
             total = min(total, max_frames)
-        _check_output_size(total, size)
-        out += [out[-1]] * max(0, total - len(out))
-        return np.stack(out[:total])
+        if produced < total:
+            yield rgb, total - produced
+        yield _End(total)
     finally:
         cap.release()
+
+
+def _opencv_header_seconds(cap, rate: Fraction) -> float | None:
+    """The length OpenCV's header frame count gives, or None when it has none."""
+    import cv2
+
+    header_frames = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    if header_frames > 0 and math.isfinite(header_frames):
+        return header_frames / float(rate)
+    return None

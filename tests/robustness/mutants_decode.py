@@ -73,4 +73,45 @@ MUTATIONS = (
         "return mel[: E * cfg.example_frames].T.reshape(E, cfg.example_frames, cfg.mel_bins)",
         (GUARDS, "-k", "log_mel_examples_match"),
     ),
+    Mutation(
+        "chunks: the last frame held back is dropped when it is alone in its chunk", "preprocessing/decode.py",
+        "        if n > excess:\n            yield buf[: n - excess]",
+        "        if n > excess + 1:\n            yield buf[: n - excess]",
+        ("tests/test_decode_chunks.py", "-k", "lossless_clips_chunks_equal"),
+    ),
+    Mutation(
+        "chunks: RESTART not passed on after frames were handed out", "preprocessing/decode.py",
+        "                if yielded:\n                    yield RESTART",
+        "                if False:\n                    yield RESTART",
+        ("tests/test_decode_chunks.py", "-k", "restart"),
+    ),
+    Mutation(
+        "video_to_array keeps the frames decoded before a RESTART", "preprocessing/decode.py",
+        "            parts.clear()\n",
+        "            pass\n",
+        ("tests/test_decode_chunks.py", "-k", "restart"),
+    ),
+    Mutation(
+        "chunks: a full chunk goes out at once, before the clip's end can cut its last frame",
+        "preprocessing/decode.py",
+        "                    if n == self.chunk_frames:\n"
+        "                        yielded = True\n"
+        "                        yield buf\n"
+        "                        buf, n = None, 0\n"
+        "                    if buf is None:\n"
+        "                        buf = np.empty((self.chunk_frames, *image.shape), np.uint8)\n"
+        "                    take = min(repeats, self.chunk_frames - n)\n"
+        "                    buf[n : n + take] = image\n"
+        "                    n, repeats = n + take, repeats - take\n",
+        "                    if buf is None:\n"
+        "                        buf = np.empty((self.chunk_frames, *image.shape), np.uint8)\n"
+        "                    take = min(repeats, self.chunk_frames - n)\n"
+        "                    buf[n : n + take] = image\n"
+        "                    n, repeats = n + take, repeats - take\n"
+        "                    if n == self.chunk_frames:\n"
+        "                        yielded = True\n"
+        "                        yield buf\n"
+        "                        buf, n = None, 0\n",
+        ("tests/test_decode_chunks.py", "-k", "chunks_equal"),
+    ),
 )
