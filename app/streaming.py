@@ -105,8 +105,7 @@ class StreamRun:
 
     def advance(self, steps: int | None) -> Iterator[Prediction]:
         """Run the stream `steps` steps (None: all it holds); predictions of the videos that ended."""
-        with self.clf.autocast():
-            done = self.stream.advance(steps)
+        done = self.stream.advance(steps)  # float32, also under --precision bf16 (models.stream)
         self._report_progress()
         if not done:
             return

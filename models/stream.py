@@ -128,7 +128,9 @@ class ClipStream:
             f"video {key!r}: frames of shape {tuple(frames.shape)} do not fit the model ({m.in_features} values each)"
         )
         if rows.shape[0]:
-            video.chunks.append(m.input_gates(rows))  # (k, G*H)
+            # the state's dtype: under autocast the input map may run in bfloat16 (the bulk of the
+            # work), while the recurrence stays float32 (its small matmuls gain nothing from it)
+            video.chunks.append(m.input_gates(rows).to(self._weights[0].dtype))  # (k, G*H)
             video.buffered += rows.shape[0]
 
     def close(self, key: Any) -> None:
