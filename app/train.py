@@ -388,7 +388,7 @@ class _Run:
         save_checkpoint(
             self.run_dir / "checkpoints" / name, self.model, class_names=self.data.class_names,
             input_spec=self.data.input_spec, multi_label=self.data.multi_label,
-            train_config=self.train_config, metrics=metrics,
+            train_config=self.train_config, metrics=metrics, clip_seconds=self.data.clip_seconds,
         )
 
     def snapshot(self, st: TrainState) -> dict[str, Any]:

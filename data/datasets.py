@@ -66,6 +66,15 @@ class DataSplits:
     input_spec: InputSpec  # what the model takes; the checkpoint stores it
     info: dict[str, Any] = field(default_factory=dict)  # split kind, fold, clip counts (for the run log)
 
+    @property
+    def clip_seconds(self) -> float | None:
+        """Median length of the training clips as the model sees them (after max_frames), in
+        seconds: a classify timeline's default window. None for feature data."""
+        lengths = getattr(self.train, "lengths", None)
+        if not isinstance(self.input_spec, PixelSpec) or lengths is None or not len(self.train):
+            return None
+        return round(float(np.median(lengths)) / self.input_spec.fps, 3)
+
 
 # --- pixel clips from the cache ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from train_fixtures import write_config, write_fake_cache
 
 from app.__main__ import main
 from app.checkpoint import load_checkpoint
+from preprocessing.cache import read_cache
 from app.config import load_config
 from app.train import load_resume, train_experiment
 from data.specs import PixelSpec
@@ -43,6 +44,9 @@ def test_run_folder_checkpoints_and_metrics(tmp_path):
     assert ckpt.model_name == "tt_gru" and ckpt.class_names == ["a", "b", "c"]
     assert ckpt.input_spec == PixelSpec(size=(8, 6), fps=24.0)
     assert ckpt.train_config["model"]["in_modes"] == [2, 3, 4, 6]
+    # the training clips' median length, a classify timeline's default window
+    seconds = sorted(e.frames / 24.0 for e in read_cache(cache).entries)
+    assert seconds[0] <= ckpt.clip_seconds <= seconds[-1]
     saved = json.loads((run / "test_metrics.json").read_text())
     assert saved["num_clips"] == 6 and saved["accuracy"] == result["accuracy"]
     assert 0.0 <= saved["accuracy"] <= 1.0 and len(saved["confusion"]) == 3
