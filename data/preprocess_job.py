@@ -27,17 +27,17 @@ from preprocessing.cache import (
     CacheEntry,
     CacheError,
     CacheMeta,
+    ClipWriter,
     check_entry,
     npy_path,
     open_cache,
     read_record,
     record_path,
-    write_clip,
     write_failures,
     write_manifest,
     write_record,
 )
-from preprocessing.decode import VideoDecodeError, decode_video
+from preprocessing.decode import RESTART, VideoChunks, VideoDecodeError
 from preprocessing.names import original_name, printable_name, printable_text
 from preprocessing.workers import die_with_parent, worker_context
 
@@ -243,7 +243,8 @@ def _process(task: _Task) -> ClipResult:
 
 
 def _decode_and_write(task: _Task) -> ClipResult:
-    """Decode one clip and write it to the cache.
+    """Decode one clip and stream it into the cache, a chunk at a time (a long clip never sits whole in
+    memory; the disk is checked before writing instead of capping the output: ClipWriter.reserve).
 
     A clip that cannot be decoded is a failed clip; an error writing the cache (full disk, read-only
     folder) ends the run: recording good clips as failed videos would let training take the cache
@@ -251,20 +252,14 @@ def _decode_and_write(task: _Task) -> ClipResult:
     clip = task.clip
     try:
         stat = Path(clip.path).stat()  # before decoding: a file changed meanwhile is redone next run
-        decoded = decode_video(
-            clip.path, fps=task.meta.fps, size=task.meta.size, backend=task.backend, threads=task.threads
-        )
-    except VideoDecodeError as e:
-        return ClipResult(clip.clip_id, "failed", 0, reason=e.reason)
-    except FileNotFoundError:
-        return ClipResult(clip.clip_id, "failed", 0, reason="no such file")
-    except Exception as e:  # one bad clip must not end a run of thousands; the reason is kept
-        log.debug("unexpected error on %s", clip.path, exc_info=True)
-        return ClipResult(clip.clip_id, "failed", 0, reason=f"{type(e).__name__}: {' '.join(str(e).split())}")
+    except OSError as e:
+        return ClipResult(clip.clip_id, "failed", 0, reason=_failure_reason(e, clip.path))
+    chunks = VideoChunks(
+        clip.path, fps=task.meta.fps, size=task.meta.size, backend=task.backend, threads=task.threads
+    )
     try:
-        entry = write_clip(
+        with ClipWriter(
             task.cache_dir,
-            decoded.frames,
             clip_id=clip.clip_id,
             path=_relative(clip.path, task.root),
             labels=clip.labels,
@@ -273,11 +268,52 @@ def _decode_and_write(task: _Task) -> ClipResult:
             fps=task.meta.fps,
             source_size=stat.st_size,
             source_mtime_ns=stat.st_mtime_ns,
-            backend=decoded.backend,
-        )
-    except CacheError as e:  # a source name the cache refuses (a '\\' or ':' in it): this clip only
+        ) as writer:
+            for chunk in _decoded(chunks):
+                if chunk is RESTART:
+                    writer.restart()
+                    continue
+                writer.reserve(max(chunks.expected_frames or 0, chunks.planned_frames), chunk.shape[1:])
+                writer.append(chunk)
+            entry = writer.finish(chunks.backend)
+    except _ClipFailed as e:
+        return ClipResult(clip.clip_id, "failed", 0, reason=e.reason)
+    except CacheError as e:  # a name the cache refuses (a '\\' or ':' in it), a clip bigger than the disk
         return ClipResult(clip.clip_id, "failed", 0, reason=str(e))
     return ClipResult(clip.clip_id, "ok", entry.frames, entry=entry)
+
+
+class _ClipFailed(Exception):
+    """The decoder gave up on a clip (args: the one-line reason)."""
+
+    @property
+    def reason(self) -> str:
+        return self.args[0]
+
+
+def _decoded(chunks: VideoChunks) -> Iterator:
+    """The chunks (and RESTARTs) of `chunks`; whatever goes wrong while decoding becomes _ClipFailed,
+    so that it fails this clip only, while an error writing the cache (raised by the caller's body, not
+    here) ends the run."""
+    it = iter(chunks)
+    while True:
+        try:
+            chunk = next(it)
+        except StopIteration:
+            return
+        except Exception as e:  # one bad clip must not end a run of thousands; the reason is kept
+            raise _ClipFailed(_failure_reason(e, chunks.path)) from e
+        yield chunk
+
+
+def _failure_reason(e: Exception, path: str | os.PathLike) -> str:
+    """Why a clip failed, in one line."""
+    if isinstance(e, VideoDecodeError):
+        return e.reason
+    if isinstance(e, FileNotFoundError):
+        return "no such file"
+    log.debug("unexpected error on %s", path, exc_info=True)
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
 def file_size(path: str | os.PathLike) -> int:

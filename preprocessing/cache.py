@@ -3,7 +3,8 @@
 Layout of a cache folder:
 
     cache.json                      dataset, fps, size [W, H], dataset root, format version
-    clips/<name>.npy                the frames of one clip (np.save format, memory-mappable)
+    clips/<name>.npy                the frames of one clip (np.save format, memory-mappable), written a
+                                    chunk at a time by `ClipWriter` (a long clip never sits whole in RAM)
     clips/<name>.json               that clip's record (a `CacheEntry`), written after its .npy
     manifest.json                   all records of a full run, gathered at its end (one file to read)
     manifest.shard-I-of-N.json      the same for one shard of a sharded run
@@ -19,6 +20,12 @@ longer matches its header and record: readers report it and the next preprocess 
 again. Readers take the union of the manifests and
 the records (records win), so the clips of a killed or sharded run are visible without a merge step.
 
+Disk space: a clip's length has no cap here (MAX_OUTPUT_BYTES is `video_to_array`'s, for arrays held in
+memory). Instead `ClipWriter.reserve` checks, before the first frame is written and again whenever the
+decoder plans more frames, that the clip fits: one that does not fit in the free space ends the run
+with one ENOSPC line naming the clip and the sizes, as a disk that fills up midway does; one larger
+than the whole disk fails alone.
+
 Paths in records are checked before use: an array name is a plain file name inside `clips/`, a source
 path stays inside the dataset root. A manifest saying `../../etc/passwd` is rejected.
 """
@@ -26,6 +33,7 @@ path stays inside the dataset root. A manifest saying `../../etc/passwd` is reje
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import hashlib
@@ -34,6 +42,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
@@ -364,52 +373,167 @@ def write_clip(
     source_mtime_ns: int,
     backend: str,
 ) -> CacheEntry:
-    """Write one clip's array, then its record (each atomically); return the record."""
-    assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[3] == 3, (
-        f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}"
-    )
-    T, H, W, _ = frames.shape
-    entry = CacheEntry(
+    """Write one clip's whole array, then its record (each atomically); return the record. For callers
+    that hold the array (tests, synthetic data): it goes through `ClipWriter`, as decoded clips do."""
+    with ClipWriter(
+        cache_dir,
         clip_id=clip_id,
         path=path,
-        labels=tuple(labels),
+        labels=labels,
         group=group,
         split=split,
-        frames=T,
         fps=fps,
-        size=(W, H),
         source_size=source_size,
         source_mtime_ns=source_mtime_ns,
-        sha256=array_sha256(frames),
-        npy=npy_name(clip_id),
-        backend=backend,
-    )
-    _save_npy(npy_path(cache_dir, entry), frames)
-    write_record(cache_dir, entry)
-    return entry
+    ) as writer:
+        writer.append(frames)
+        return writer.finish(backend)
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    """np.save under a temporary name, then rename: atomic, deliberately not fsynced (module docstring)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    except OSError as e:
-        disk = os.statvfs(path.parent)  # before removing the partial file: it holds what did fit
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if e.errno is None:  # numpy's short write ("N requested and M written") names no reason
-            if disk.f_bavail * disk.f_frsize < array.nbytes:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
-            raise OSError(f"{path}: could not write the array ({e})") from None
-        raise
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+class ClipWriter:
+    """Stream one clip into the cache a chunk at a time: its `.npy` array, then its record.
+
+    Frames are appended to a temporary file beside the final one, so a clip of any length never sits
+    whole in memory. The file is np.save's layout byte for byte (what `read_array` reads fastest):
+    numpy pads its header so that the first dimension can grow to 21 digits, so the header written for
+    0 frames is overwritten in place with the final count. The sha256 grows with the pixels (the same
+    digest as `array_sha256` of the whole array). `restart()` truncates back to the header (a
+    decoder's RESTART). `finish` renames the file (atomic, deliberately not fsynced: module docstring)
+    and writes the record; leaving the `with` block without `finish` (an error, a failed decode, Ctrl-C)
+    removes the temporary file.
+
+    Use:  with ClipWriter(cache_dir, clip_id=..., ...) as w: w.reserve(n, shape); w.append(chunk) ...;
+          entry = w.finish(backend)
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike,
+        *,
+        clip_id: str,
+        path: str,
+        labels: tuple[str, ...],
+        group: str | None,
+        split: str | None,
+        fps: float,
+        source_size: int,
+        source_mtime_ns: int,
+    ):
+        self.cache_dir = Path(cache_dir)
+        self._entry = CacheEntry(  # the record without what the frames decide (filled in by finish)
+            clip_id=clip_id, path=path, labels=tuple(labels), group=group, split=split, frames=0, fps=fps,
+            size=(0, 0), source_size=source_size, source_mtime_ns=source_mtime_ns, sha256="",
+            npy=npy_name(clip_id), backend="",
+        )  # fmt: skip
+        self.path = npy_path(cache_dir, self._entry)  # checks the names before anything is written
+        self.frames = 0  # frames appended since the start or the last restart
+        self._frame_shape: tuple[int, ...] | None = None  # (H, W, 3), from the first chunk
+        self._header = b""
+        self._file: io.BufferedWriter | None = None
+        self._tmp: str | None = None
+        self._hash = hashlib.sha256()
+        self._reserved = 0  # the most frames `reserve` found room for
+
+    def __enter__(self) -> ClipWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
+
+    def append(self, frames: np.ndarray) -> None:
+        """Append uint8 `(k, H, W, 3)` frames (every chunk of a clip the same H, W)."""
+        assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[3] == 3, (
+            f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}"
+        )
+        if self._file is None:
+            self._open(tuple(frames.shape[1:]))
+        assert frames.shape[1:] == self._frame_shape, f"chunk of {frames.shape[1:]} after {self._frame_shape}"
+        flat = np.ascontiguousarray(frames).reshape(-1)  # the bytes in C order, no copy when contiguous
+        self._file.write(flat.data)
+        self._hash.update(flat.data)
+        self.frames += len(frames)
+
+    def restart(self) -> None:
+        """Drop the frames appended so far (the decoder starts the clip again from frame 0)."""
+        if self._file is not None:
+            self._file.seek(len(self._header))
+            self._file.truncate()
+        self._hash = hashlib.sha256()
+        self.frames = 0
+
+    def reserve(self, frames: int, frame_shape: tuple[int, ...]) -> None:
+        """Check, before writing them, that a clip of `frames` frames of `frame_shape` fits on the disk.
+
+        More than the whole file system holds: CacheError (this clip fails; a damaged header or wild
+        timestamps can ask for that). More than is free: OSError ENOSPC naming the clip and the numbers,
+        which ends the run as a full disk does (the clips after it would not fit either; recording
+        them as failed would let training take the cache as complete). Checks the disk only when
+        `frames` grows past what was checked, so it can be called at every chunk."""
+        if frames <= self._reserved:
+            return
+        frame_bytes = math.prod(frame_shape)
+        header = len(_npy_header((0, *frame_shape)))
+        whole = header + frames * frame_bytes
+        need = whole - (len(self._header) + self.frames * frame_bytes if self._file is not None else 0)
+        folder = self.path.parent
+        usage = shutil.disk_usage(folder)
+        if whole > usage.total:
+            raise CacheError(  # the job prints it after the clip's id
+                f"needs {format_bytes(whole)}, more than the whole disk of {folder} ({format_bytes(usage.total)})"
+            )
+        if need > usage.free:
+            raise OSError(
+                errno.ENOSPC,
+                f"No space left on device for {self._entry.clip_id}: needs {format_bytes(need)}, "
+                f"{format_bytes(usage.free)} free on {folder}",
+            )
+        self._reserved = frames
+
+    def finish(self, backend: str) -> CacheEntry:
+        """Write the final header, publish the array, then its record; return the record."""
+        assert self._file is not None, "no frames appended"
+        height, width, _ = self._frame_shape
+        entry = dataclasses.replace(
+            self._entry, frames=self.frames, size=(width, height), sha256=self._hash.hexdigest(), backend=backend
+        )
+        header = _npy_header(entry.shape)
+        assert len(header) == len(self._header), "numpy's .npy header does not keep room to grow (numpy < 1.23?)"
+        self._file.seek(0)
+        self._file.write(header)
+        self._file.close()
+        self._file = None
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+        write_record(self.cache_dir, entry)
+        return entry
+
+    def discard(self) -> None:
+        """Remove the temporary file, if any (a no-op after `finish`)."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):  # closing flushes: on a full disk that fails again
+                self._file.close()
+            self._file = None
+        if self._tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+            self._tmp = None
+
+    def _open(self, frame_shape: tuple[int, ...]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self._file = os.fdopen(fd, "wb")
+        self._frame_shape = frame_shape
+        self._header = _npy_header((0, *frame_shape))
+        self._file.write(self._header)
+
+
+def format_bytes(nbytes: float) -> str:
+    """`nbytes` for a message: 12.3 GiB, 300.0 KiB."""
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        nbytes /= 1024
+        if nbytes < 1024:
+            break
+    return f"{nbytes:.1f} {unit}"
 
 
 def write_record(cache_dir: str | os.PathLike, entry: CacheEntry) -> None:

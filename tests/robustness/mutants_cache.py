@@ -35,4 +35,30 @@ MUTATIONS = (
         "    entries = _without_legacy_duplicates(entries)\n", "",
         ("tests/test_file_names.py", "-k", "upgraded"),
     ),
+    Mutation(
+        "a RESTART keeps the frames written before it", "preprocessing/cache.py",
+        "            self._file.truncate()\n", "",
+        ("tests/test_cache_stream.py", "-k", "restart"),
+    ),
+    Mutation(
+        "a RESTART keeps the hash of the dropped frames", "preprocessing/cache.py",
+        "            self._file.truncate()\n        self._hash = hashlib.sha256()\n",
+        "            self._file.truncate()\n",
+        ("tests/test_cache_stream.py", "-k", "restart"),
+    ),
+    Mutation(
+        "the preprocess job ignores a RESTART", "data/preprocess_job.py",
+        "                    writer.restart()\n", "                    pass\n",
+        ("tests/test_cache_stream.py", "-k", "old_records"),
+    ),
+    Mutation(
+        "the free space is not checked before a clip is written", "preprocessing/cache.py",
+        "        if need > usage.free:", "        if False:",
+        ("tests/test_cache_stream.py", "-k", "does_not_fit or reserve"),
+    ),
+    Mutation(
+        "a clip that fails mid-write leaves its temporary file", "preprocessing/cache.py",
+        "                os.unlink(self._tmp)\n", "                pass\n",
+        ("tests/test_cache_stream.py", "-k", "midway or error_inside"),
+    ),
 )

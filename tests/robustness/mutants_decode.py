@@ -45,8 +45,8 @@ MUTATIONS = (
     ),
     Mutation(
         "cache writes BGR frames", "data/preprocess_job.py",
-        "            decoded.frames,",
-        "            decoded.frames[..., ::-1].copy(),",
+        "                writer.append(chunk)\n",
+        "                writer.append(chunk[..., ::-1].copy())\n",
         (GUARDS, "-k", "preprocess_cache_equals"),
     ),
     Mutation(
