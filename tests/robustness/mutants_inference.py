@@ -15,12 +15,12 @@ MUTATIONS = (
     ),
     Mutation(
         "a multi-label checkpoint scored with softmax", "app/inference.py",
-        "scores = torch.sigmoid(logits) if self.ckpt.multi_label else torch.softmax(logits, dim=-1)",
-        "scores = torch.softmax(logits, dim=-1)",
+        "return torch.sigmoid(logits) if self.ckpt.multi_label else torch.softmax(logits, dim=-1)",
+        "return torch.softmax(logits, dim=-1)",
         ("tests/test_classify_yt8m.py", "-k", "kaggle"),
     ),
     Mutation(
-        "--max-frames not passed to the decoders", "app/inputs.py",
+        "--max-frames not passed to the decoders", "app/decoding.py",
         "        max_frames=options.max_frames, thumbnails=", "        max_frames=None, thumbnails=",
         ("tests/test_classify.py", "-k", "max_frames"),
     ),
@@ -29,5 +29,28 @@ MUTATIONS = (
         "return PixelSpec(size=(int(size[0]), int(size[1])), fps=float(fps))",
         "return PixelSpec(size=(int(size[1]), int(size[0])), fps=float(fps))",
         ("tests/test_project.py", "-k", "input_specs"),  # saved and loaded through it, a test model swaps twice
+    ),
+    Mutation(
+        "a timeline segment runs one frame short", "models/stream.py",
+        "self._add_row(_Row(v, v.pos, v.pos + v.window[0]))",
+        "self._add_row(_Row(v, v.pos, v.pos + v.window[0] - 1))",
+        ("tests/test_timeline.py", "-k", "own_file"),
+    ),
+    Mutation(
+        "a video's rows see another video's frames", "models/stream.py",
+        "            gx = gx[:, [column[id(self._rows[i].video)] for i in active]]",
+        "            gx = gx[:, [0 for i in active]]",
+        ("tests/test_stream.py",),
+    ),
+    Mutation(
+        "the video waiting behind a crashed one is lost", "app/decoding.py",
+        "            self._todo.extend(reversed(w.assigned))", "            pass",
+        ("tests/test_decoder_crash.py",),
+    ),
+    Mutation(
+        "the automatic timeline ignores the video's length", "app/timeline.py",
+        "        if not pixels or seconds < max(AUTO_FACTOR * length, AUTO_MIN_SECONDS):",
+        "        if not pixels:",
+        ("tests/test_timeline.py", "-k", "automatic"),
     ),
 )

@@ -22,7 +22,8 @@ MUTATIONS = (
     ),
     Mutation(
         "predictions.csv cells not neutralized", "app/commands/classify.py",
-        "name = spreadsheet_safe(printable_name(p.path))", "name = printable_name(p.path)",
+        "name = spreadsheet_safe(printable_name(p.path))\n            for rank, (label, score) in enumerate(p.labels",
+        "name = printable_name(p.path)\n            for rank, (label, score) in enumerate(p.labels",
         (*NAMES, "-k", "hostile_name"),
     ),
     Mutation(

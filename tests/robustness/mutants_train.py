@@ -87,7 +87,7 @@ MUTATIONS = (
         ("tests/test_precision.py", "-k", "forward_is_close"),
     ),
     Mutation(
-        "under autocast the recurrent state drops to bfloat16", "models/tt_rnn.py",
+        "under autocast the recurrent state drops to bfloat16", "models/pixels.py",
         "    return torch.float32 if low and torch.is_autocast_enabled(gx.device.type) else gx.dtype",
         "    return gx.dtype",
         ("tests/test_precision.py", "-k", "forward_is_close"),
