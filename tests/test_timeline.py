@@ -157,3 +157,35 @@ def test_feature_models_score_segments_of_frame_features(tmp_path):
             part = torch.from_numpy(x[int(s.start) : int(s.end)])[None]
             ref = torch.sigmoid(ckpt.model(part, torch.tensor([part.shape[1]])))[0]
             np.testing.assert_allclose([dict(s.labels)[c] for c in "uvwxyz"], ref.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_decoder_restart_mid_video_starts_the_video_over(tmp_path, checkpoint, workers):
+    """Timestamps that go backwards after 80 frames make the decoder start over with index timing
+    (RESTART, after chunks were sent): the stream must drop what it ran and take the frames again,
+    so the scores, timeline included, are those of `video_to_array`'s frames."""
+    from test_decode_chunks import write_backwards
+
+    video = tmp_path / "late_backwards.mkv"
+    write_backwards(video)
+    p = scores(checkpoint, video, timeline=1.0, timeline_window=1.0, workers=workers, chunk_frames=16)
+    x = torch.from_numpy(video_to_array(video, fps=FPS, size=(W, H)))
+    assert p.frames == x.shape[0]
+    with torch.inference_mode():
+        ref = torch.softmax(checkpoint.model(x[None], torch.tensor([x.shape[0]])), -1)[0]
+        np.testing.assert_allclose([as_dict(p.labels)[k] for k in "abcd"], ref.numpy(), atol=1e-5)
+        for s in p.segments:
+            part = x[round(s.start * FPS) : round(s.end * FPS)]
+            seg = torch.softmax(checkpoint.model(part[None], torch.tensor([part.shape[0]])), -1)[0]
+            np.testing.assert_allclose([as_dict(s.labels)[k] for k in "abcd"], seg.numpy(), atol=1e-5)
+
+
+def test_long_videos_report_their_progress(tmp_path, checkpoint):
+    video = write_video(tmp_path / "v.avi", moving_frames(6, seed=6))
+    seen = []
+    classify(discover_inputs([video]), checkpoint, options=InferenceOptions(workers=0, chunk_frames=16),
+             on_progress=lambda path, done, total: seen.append((path, done, total)))
+    assert {path for path, _, _ in seen} == {str(video)}
+    done = [d for _, d, _ in seen]
+    assert done == sorted(done) and 0 < done[-1] <= 6.0 and len(set(done)) >= 3
+    assert {t for _, _, t in seen} == {6.0}  # the header's length

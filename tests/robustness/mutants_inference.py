@@ -53,4 +53,10 @@ MUTATIONS = (
         "        if not pixels:",
         ("tests/test_timeline.py", "-k", "automatic"),
     ),
+    Mutation(
+        "a decoder restart keeps the frames run before it", "app/streaming.py",
+        "            self.stream.drop(key)\n            self.stream.open(key, live.window)",
+        "            pass",
+        ("tests/test_timeline.py", "-k", "restart"),
+    ),
 )
