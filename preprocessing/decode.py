@@ -220,6 +220,7 @@ class VideoChunks:
                     take = min(repeats, self.chunk_frames - n)
                     buf[n : n + take] = image
                     n, repeats = n + take, repeats - take
+        assert total is not None, f"{self.path}: the decoder ended without the clip's length"
         excess = self.planned_frames - total
         assert 0 <= excess <= n, f"{self.path}: {self.planned_frames} frames decided for {total}"
         self.planned_frames = total
