@@ -12,13 +12,15 @@ far, they start again from frame 0 (the decoder found its timestamps unusable, o
 OpenCV took over: `preprocessing.VideoChunks`). Concatenating a video's chunks after its last
 restart gives exactly `preprocessing.video_to_array` of the file; nothing here holds a whole video.
 
-Each worker is a process with two pipes: tasks in, events out. It decodes one video at a time and
-has at most one more waiting. Sending blocks until the main process reads, so a worker never runs
-more than a chunk ahead of its consumer and memory stays bounded whatever the videos' lengths.
-Since the main process assigns every video to one worker and a pipe keeps what was sent before its
-writer died, a worker that dies (an FFmpeg segfault, the OOM killer) costs exactly the video it was
-decoding: that video gets an error, the one waiting is handed out again, and a fresh worker takes
-its place. Workers end with their parent (`preprocessing.workers.die_with_parent`).
+Each worker is a process with two pipes, tasks in and events out, and (where workers are forked) a
+ring of shared-memory slots for the frames: a chunk is written once by the worker and read in place
+by the main process, which frees the slot when it asks for the next event. The ring holds
+`AHEAD_BYTES` of frames: the most a worker decodes ahead of its consumer, so memory stays bounded
+whatever the videos' lengths. A worker decodes one video at a time and has at most one more waiting.
+Since the main process assigns every video to one worker, and a pipe keeps what was written before
+its writer died, a worker that dies (an FFmpeg segfault, the OOM killer) costs exactly the video it
+was decoding: that video gets an error, the one waiting is handed out again, and a fresh worker
+takes its place. Workers end with their parent (`preprocessing.workers.die_with_parent`).
 """
 
 from __future__ import annotations
@@ -51,12 +53,14 @@ class DecodeEvent:
 
     kind: str  # "start" | "chunk" | "restart" | "end" | "error"
     index: int  # the video's job index
-    frames: np.ndarray | None = None  # "chunk": uint8 (k, H, W, 3)
+    frames: np.ndarray | None = None  # "chunk": uint8 (k, H, W, 3); valid until the next event (copy to keep)
     expected_frames: int | None = None  # "start": the header's estimate (None: unknown)
     total_frames: int = 0  # "end": frames decoded
     thumbnails: list[bytes] = field(default_factory=list)  # "end", "error": small JPEGs
     audio: np.ndarray | None = None  # "end", when asked: float32 (N,) mono waveform
     error: str | None = None  # "error": one line naming the file
+    slot: int | None = None  # in transit: the shared-memory slot holding the chunk (`_Ring`)
+    shape: tuple[int, ...] | None = None  # ... and its shape
 
 
 # ----------------------------------------------------------------------------- one video's events
@@ -152,76 +156,64 @@ class ThumbnailPicker:
 # ----------------------------------------------------------------------------- the worker processes
 
 
-AHEAD_BYTES = 64 * 2**20  # decoded frames a worker may hold beyond what its consumer has read
+AHEAD_BYTES = 64 * 2**20  # decoded frames a worker may hold beyond what its consumer has taken
 
 
-def _worker_main(tasks: mpc.Connection, events: mpc.Connection, parent_pid: int, job_args: dict[str, Any]) -> None:
-    """A worker: decode each (index, path) it is sent, sending the events back; None ends it."""
+def _worker_main(
+    tasks: mpc.Connection, events: mpc.Connection, parent_pid: int, job_args: dict[str, Any], ring: _Ring | None
+) -> None:
+    """A worker: decode each (index, path) it is sent, sending the events back; None ends it.
+    Chunks go through `ring` when there is one; the pipe carries the rest. Sends are synchronous,
+    so every event of a video is in the pipe before the next video starts: a crash then costs only
+    the video being decoded (a pipe keeps what was written before its writer died)."""
     from app.inputs import quiet_worker
 
     quiet_worker(parent_pid)
-    outbox = _Outbox(events, AHEAD_BYTES)
     try:
         while (task := tasks.recv()) is not None:
             index, path = task
             for ev in video_events(index, path, **job_args):
-                outbox.put(ev)
-            # every event of this video is in the pipe before the next video starts: a crash then
-            # costs only the video being decoded (a pipe keeps what was written before its writer died)
-            outbox.flush()
+                if ring is not None and ev.frames is not None and ev.frames.nbytes <= ring.slot_bytes:
+                    ev.slot, ev.shape = ring.put(ev.frames), ev.frames.shape
+                    ev.frames = None
+                events.send(ev)
     except (OSError, EOFError):  # the main process closed the pipes: it stopped early
         pass
 
 
-class _Outbox:
-    """Sends events from a thread, so that decoding goes on while the consumer is busy, up to
-    `limit` bytes of frames ahead of it (beyond that `put` waits)."""
+class _Ring:
+    """Slots of shared memory through which a worker hands its chunks to the main process, so that
+    frames are neither pickled nor copied through a pipe: the worker takes a free slot (a semaphore
+    counts them), writes the chunk there and sends the slot's number; the main process reads the
+    frames in place and frees the slot once it is done with them. Slots are written, read and freed
+    in the same order (a pipe is FIFO), so a slot is free again when the semaphore says one is.
 
-    def __init__(self, conn: mpc.Connection, limit: int) -> None:
-        import threading
+    An anonymous shared mapping, created before the worker is forked: it has no name, so nothing is
+    left in /dev/shm when a process dies. Where workers are not forked the frames go through the pipe.
+    """
 
-        self.conn, self.limit = conn, limit
-        self.queue: deque[tuple[DecodeEvent, int]] = deque()
-        self.bytes = 0
-        self.error: BaseException | None = None
-        self.cv = threading.Condition()
-        threading.Thread(target=self._send_all, daemon=True).start()
+    def __init__(self, ctx: Any, slot_bytes: int, total_bytes: int) -> None:
+        import mmap
 
-    def put(self, ev: DecodeEvent) -> None:
-        n = 0 if ev.frames is None else ev.frames.nbytes
-        with self.cv:
-            while self.queue and self.bytes + n > self.limit and self.error is None:
-                self.cv.wait()
-            if self.error is not None:
-                raise self.error
-            self.queue.append((ev, n))
-            self.bytes += n
-            self.cv.notify_all()
+        self.slots, self.slot_bytes = max(2, total_bytes // slot_bytes), slot_bytes
+        self.buffer = mmap.mmap(-1, self.slots * slot_bytes)
+        self.free = ctx.Semaphore(self.slots)
+        self.next = 0  # the worker's next slot
 
-    def flush(self) -> None:
-        with self.cv:
-            while self.queue and self.error is None:
-                self.cv.wait()
-            if self.error is not None:
-                raise self.error
+    def put(self, frames: np.ndarray) -> int:
+        """Worker side: copy `frames` into the next slot (waiting for it to be free); its number."""
+        self.free.acquire()
+        slot, self.next = self.next, (self.next + 1) % self.slots
+        self.view(slot, frames.shape)[...] = frames
+        return slot
 
-    def _send_all(self) -> None:
-        while True:
-            with self.cv:
-                while not self.queue:
-                    self.cv.wait()
-                ev, n = self.queue[0]  # stays queued (and counted) until sent: flush() waits for it
-            try:
-                self.conn.send(ev)
-            except OSError as e:
-                with self.cv:
-                    self.error = e
-                    self.cv.notify_all()
-                return
-            with self.cv:
-                self.queue.popleft()
-                self.bytes -= n
-                self.cv.notify_all()
+    def view(self, slot: int, shape: tuple[int, ...]) -> np.ndarray:
+        """The uint8 frames in `slot`, in place."""
+        return np.ndarray(shape, dtype=np.uint8, buffer=self.buffer, offset=slot * self.slot_bytes)
+
+    def release(self) -> None:
+        """Main side: the oldest slot in use is free again."""
+        self.free.release()
 
 
 class _Worker:
@@ -234,8 +226,12 @@ class _Worker:
         self.tasks_recv, self.tasks = ctx.Pipe(duplex=False)
         self.events, events_send = ctx.Pipe(duplex=False)
         _widen_pipe(self.events)
+        self.ring = None
+        if ctx.get_start_method() == "fork":
+            W, H = job_args["size"]
+            self.ring = _Ring(ctx, job_args["chunk_frames"] * W * H * 3, AHEAD_BYTES)
         self.process = ctx.Process(
-            target=_worker_main, args=(self.tasks_recv, events_send, os.getpid(), job_args), daemon=True
+            target=_worker_main, args=(self.tasks_recv, events_send, os.getpid(), job_args, self.ring), daemon=True
         )
         self.process.start()
         events_send.close()  # the worker holds the only writing end: its death reads as EOF here
@@ -350,7 +346,13 @@ class DecodePool:
             if ev.kind in ("end", "error"):
                 w.assigned.popleft()
                 self._hand_out()
+            if ev.slot is None:
+                yield ev
+                continue
+            ev.frames = w.ring.view(ev.slot, ev.shape)  # valid until the consumer asks for the next event
             yield ev
+            ev.frames = None
+            w.ring.release()
 
     def _replace(self, w: _Worker) -> Iterator[DecodeEvent]:
         self._workers.remove(w)

@@ -295,7 +295,7 @@ class Classifier:
             elif ev.kind in ("start", "restart"):
                 parts[ev.index] = []
             elif ev.kind == "chunk":
-                parts[ev.index].append(ev.frames)
+                parts[ev.index].append(ev.frames.copy())  # the decoder reuses the chunk's memory
             elif ev.kind == "error":
                 parts.pop(ev.index, None)
                 yield Prediction(self.paths[ev.index], "video", (ev.index, 0), error=ev.error, thumbnails=ev.thumbnails)

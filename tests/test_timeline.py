@@ -62,8 +62,14 @@ def as_dict(labels):
     return dict(labels)
 
 
-@pytest.mark.parametrize("workers,chunk_frames", [(0, 7), (1, 64)])
-def test_each_segment_scores_as_its_own_file(tmp_path, checkpoint, workers, chunk_frames):
+@pytest.mark.parametrize("workers,chunk_frames,ring_slots", [(0, 7, None), (1, 64, None), (1, 7, 2)])
+def test_each_segment_scores_as_its_own_file(tmp_path, checkpoint, workers, chunk_frames, ring_slots, monkeypatch):
+    """In the main process; through a worker; and through a worker whose shared-memory ring has two
+    slots, so that each slot is written again and again (the worker waits for the consumer)."""
+    if ring_slots is not None:
+        import app.decoding
+
+        monkeypatch.setattr(app.decoding, "AHEAD_BYTES", ring_slots * chunk_frames * W * H * 3)
     frames = moving_frames(7.5, seed=1)
     video = write_video(tmp_path / "long.avi", frames)
     p = scores(checkpoint, video, timeline=1.5, timeline_window=2.0, workers=workers, chunk_frames=chunk_frames)

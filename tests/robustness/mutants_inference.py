@@ -59,4 +59,9 @@ MUTATIONS = (
         "            pass",
         ("tests/test_timeline.py", "-k", "restart"),
     ),
+    Mutation(
+        "the main process reads the wrong shared-memory slot", "app/decoding.py",
+        "buffer=self.buffer, offset=slot * self.slot_bytes)", "buffer=self.buffer, offset=0)",
+        ("tests/test_timeline.py", "-k", "own_file"),
+    ),
 )
