@@ -16,7 +16,8 @@ Each worker is a process with two pipes, tasks in and events out, and (where wor
 ring of shared-memory slots for the frames: a chunk is written once by the worker and read in place
 by the main process, which frees the slot when it asks for the next event. The ring holds
 `AHEAD_BYTES` of frames: the most a worker decodes ahead of its consumer, so memory stays bounded
-whatever the videos' lengths. A worker decodes one video at a time and has at most one more waiting.
+whatever the videos' lengths. A worker is handed its next video when it is done with one (`ahead`
+videos may wait behind it; none by default, so that the largest videos spread over the workers).
 Since the main process assigns every video to one worker, and a pipe keeps what was written before
 its writer died, a worker that dies (an FFmpeg segfault, the OOM killer) costs exactly the video it
 was decoding: that video gets an error, the one waiting is handed out again, and a fresh worker
@@ -278,7 +279,7 @@ class DecodePool:
     def __init__(
         self, jobs: Sequence[tuple[int, str]], *, fps: float, size: tuple[int, int], max_frames: int | None = None,
         thumbnails: int = 5, thumb_height: int = 64, audio_rate: int | None = None, workers: int = 2,
-        chunk_frames: int = 64, ahead: int = 1,
+        chunk_frames: int = 64, ahead: int = 0,
     ) -> None:
         from data.preprocess_job import file_size
 
@@ -304,8 +305,14 @@ class DecodePool:
             self._hand_out()
 
     def _hand_out(self) -> None:
+        """Give each idle worker a video, and a waiting one behind it while there are more videos
+        left than workers: near the end a video waiting behind another would keep a worker busy
+        while one that is free has nothing to do."""
+        for w in self._workers:  # first a video for each idle worker (the largest go to different ones)
+            if self._todo and not w.assigned:
+                w.assign(self._todo.pop())
         for w in self._workers:
-            while self._todo and len(w.assigned) <= self.ahead:
+            while self._todo and len(w.assigned) <= self.ahead and len(self._todo) > len(self._workers):
                 w.assign(self._todo.pop())
 
     def close(self) -> None:

@@ -26,17 +26,18 @@ def _decode_or_die(index, path, **kwargs):  # forked workers inherit the patched
     yield decoding.DecodeEvent("end", index, total_frames=1)
 
 
-@pytest.mark.parametrize("n,crasher,consumer_s", [(8, 2, 0.0), (16, 6, 0.08), (5, 4, 0.0)])
-def test_a_crashing_decoder_fails_only_its_own_video(monkeypatch, tmp_path, n, crasher, consumer_s):
+@pytest.mark.parametrize("n,crasher,consumer_s,ahead", [(8, 2, 0.0, 0), (16, 6, 0.08, 1), (8, 3, 0.0, 1), (5, 4, 0.0, 0)])
+def test_a_crashing_decoder_fails_only_its_own_video(monkeypatch, tmp_path, n, crasher, consumer_s, ahead):
     """Several videos per worker, with a consumer that works between events (as the model does) or
-    not; the last one crashing too (nothing left to hand out to a fresh worker)."""
+    not, with a video waiting behind the one being decoded (ahead=1) or not; the last one crashing
+    too (nothing left to hand out to a fresh worker)."""
     monkeypatch.setattr(decoding, "video_events", _decode_or_die)
     jobs = []
     for i in range(n):
         path = tmp_path / ("crash.mp4" if i == crasher else f"v{i}.mp4")
         path.write_bytes(b"x" * 100 * (n - i))  # handed out in index order (largest first)
         jobs.append((i, str(path)))
-    decoder = decoding.DecodePool(jobs, fps=24.0, size=(2, 2), workers=2)
+    decoder = decoding.DecodePool(jobs, fps=24.0, size=(2, 2), workers=2, ahead=ahead)
     last = {}
     for ev in decoder:
         if isinstance(ev, decoding.DecodeEvent):
