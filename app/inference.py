@@ -7,24 +7,25 @@
 
 The checkpoint's input spec picks the path:
 - pixel models (`PixelSpec(size=(W, H), fps=F)`): every video is decoded by
-  `preprocessing.video_to_array` -- the function the cache builder uses -- with the checkpoint's fps
-  and size, in worker processes (`app.inputs.DecodePool`, largest files first), while the main
-  process runs batched inference on what is ready;
+  `preprocessing.VideoChunks` -- the decoder the cache builder uses -- with the checkpoint's fps and
+  size, in worker processes (`app.decoding.DecodePool`, largest files first) that send it a chunk
+  of frames at a time, while the main process runs the model on what is ready;
 - feature models (`FeatureSpec(dims, level)`): YouTube-8M TFRecord records and `.npy` arrays
   `(T, 1152)` are read in the main process (cheap); raw videos need a `FeatureExtractor`
   (`preprocessing.features`), which runs Inception + PCA (+ VGGish) on frames decoded by the workers.
 
 Batching, two ways:
-- models with a `stream()` (the TT-RNNs) batch continuously (`models.tt_rnn.ClipStream`): a decoded
-  video joins the running batch at once, at its own first frame, and leaves after its last, so no
-  frame is padded and no video waits for a batch to fill. The stream runs `stream_chunk` steps at a
-  time whenever the decoders have nothing ready; with every core decoding, only while it holds a
-  full batch, until the last videos are being decoded and a core is free.
-- other models: decoded inputs wait in a window of `window_batches * batch_size`; a full window is
+- models with a `stream()` (TT-GRU, TT-LSTM, GRU, LSTM) take each video chunk by chunk and batch
+  continuously (`app.streaming`, `models.stream.ClipStream`): a video joins the running batch with
+  its first chunk and leaves after its last frame, its state carried from chunk to chunk, so a video
+  of any length runs in bounded memory, no frame is padded and no video waits for a batch to fill.
+  The timeline's segments (`app.timeline`) are rows of the same stream.
+- other models (TT-MLP, feature models): whole inputs wait in a window of `window_batches * batch_size`; a full window is
   sorted by length and cut into batches, so inputs of similar length share a batch and padding stays
   small. With a core left over for the main process (workers < cores) or `overlap=True`, one batch
   of what is waiting runs whenever the decoders have nothing ready; once no videos are left to hand
-  out and a worker sits idle, everything waiting is classified on that core.
+  out and a worker sits idle, everything waiting is classified on that core. Their timeline segments
+are cut out of the whole input and run as inputs of their own.
 Models are padding-invariant in eval mode, so batching changes no prediction (tests check a video
 alone vs in a batch, and continuous vs windowed batching).
 
