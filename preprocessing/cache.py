@@ -529,11 +529,11 @@ class ClipWriter:
 
 def format_bytes(nbytes: float) -> str:
     """`nbytes` for a message: 12.3 GiB, 300.0 KiB."""
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        nbytes /= 1024
-        if nbytes < 1024:
-            break
-    return f"{nbytes:.1f} {unit}"
+    units = ("KiB", "MiB", "GiB", "TiB")
+    value, i = nbytes / 1024, 0
+    while value >= 1024 and i < len(units) - 1:
+        value, i = value / 1024, i + 1
+    return f"{value:.1f} {units[i]}"
 
 
 def write_record(cache_dir: str | os.PathLike, entry: CacheEntry) -> None:

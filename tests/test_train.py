@@ -19,10 +19,10 @@ from train_fixtures import write_config, write_fake_cache
 
 from app.__main__ import main
 from app.checkpoint import load_checkpoint
-from preprocessing.cache import read_cache
 from app.config import load_config
 from app.train import load_resume, train_experiment
 from data.specs import PixelSpec
+from preprocessing.cache import read_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 
