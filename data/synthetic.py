@@ -200,7 +200,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, *, fps: float, code
 
 
 def _container_format(path: Path) -> str:
-    return {".mp4": "mp4", ".avi": "avi", ".mkv": "matroska", ".mov": "mov"}.get(path.suffix.lower(), "mp4")
+    return {".mp4": "mp4", ".avi": "avi", ".mkv": "matroska", ".mov": "mov", ".mpg": "mpeg"}.get(path.suffix.lower(), "mp4")
 
 
 def make_scenes(

@@ -1,0 +1,228 @@
+"""Stand-ins for the TT-RNN paper's datasets at their real size and on-disk layout, with content a
+model can learn: for rehearsing the pipeline at paper scale where the datasets cannot be downloaded.
+
+    python -m scripts.make_paper_scale --dataset ucf11 --scale 1.0 --out /data/ucf11_standin
+    python -m scripts.make_paper_scale --dataset hollywood2 --scale 0.25 --out /tmp/h2
+    python -m scripts.make_paper_scale --dataset ucf11 --scale 0.01 --length-scale 0.05 --out /tmp/u  # CI size
+
+What each stand-in copies from its dataset (docs/DESIGN.md, "Dataset facts"; data/layouts.py):
+- ucf11: 11 classes x 25 groups, 1,600 MPEG-1 .mpg clips, 320x240 at 29.97 fps, in
+  `<class>/v_<prefix>_GG/v_<prefix>_GG_CC.mpg`; clip lengths 204-1,492 frames at 24 fps, mean ~484
+  (204 + a gamma(2, 140) draw, cut at 1,492).
+- hollywood2: 823 train + 884 test clips, `AVIClips/<clip>.avi` (MPEG-4 Part 2 in AVI) and
+  `ClipSets/<Action>_{train,test}.txt`, 12 actions, multi-label (one action per clip, a second one
+  for a fifth of them); sources 468x200 at 24 fps (the model sees 234x100 at 12 fps); 30-600 frames
+  at 12 fps.
+- celebrities: 1,910 .avi clips of 47 people in one flat folder, named `NNNN_VV_CCC_<name>.avi`;
+  320x240 at 24 fps; 2-85 frames at 12 fps.
+Sizes are what is documented for the datasets; lengths where the documentation gives none (Hollywood2,
+Celebrities' distribution) are this script's assumptions.
+
+Content: each class is a camera motion (`data.synthetic.render`: a window moving over real footage
+from the bundled clips, the footage keeping its own motion), a direction of travel around the circle
+(and, for Celebrities' 47 classes, a zoom in or out and a speed), so classes differ by motion only
+and a recurrent model can tell them apart. Hollywood2 clips with two actions make the first motion in
+the first half and the second in the second half. Everything is a function of `--seed`; `--scale F`
+keeps a share F of the clips (at least enough for 5-fold group cross-validation), `--length-scale`
+shortens every clip (for tests). Resumable: a clip already written is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from data.layouts import HOLLYWOOD2_ACTIONS
+from data.synthetic import DemoConfig, SAMPLES_DIR, TRAIN_SOURCES, load_footage, make_scenes, render
+
+UCF11_CLASSES = (
+    "basketball", "biking", "diving", "golf_swing", "horse_riding", "soccer_juggling",
+    "swing", "tennis_swing", "trampoline_jumping", "volleyball_spiking", "walking",
+)  # fmt: skip
+UCF11_PREFIX = {"basketball": "shooting", "golf_swing": "golf", "horse_riding": "riding",
+                "soccer_juggling": "juggle", "tennis_swing": "tennis", "trampoline_jumping": "jumping",
+                "volleyball_spiking": "spiking", "walking": "walk_dog"}  # fmt: skip
+CELEBRITY_COUNT = 47
+
+
+@dataclass(frozen=True)
+class Motion:
+    """A class's camera motion: travel direction (radians), travel over the clip (share of the
+    window's width), zoom over the clip (last width / first width)."""
+
+    angle: float
+    travel: float = 0.3
+    zoom: float = 1.0
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One file to write: where, which motions (one per part of the clip), how many source frames."""
+
+    path: Path
+    motions: tuple[Motion, ...]
+    frames: int  # at the source's rate
+
+
+def circle(n: int) -> list[Motion]:
+    return [Motion(2 * math.pi * k / n) for k in range(n)]
+
+
+def celebrity_motions() -> list[Motion]:
+    """47 classes: 8 directions x (no zoom, in, out) x 2 speeds, the first 47."""
+    out = [Motion(2 * math.pi * d / 8, travel, zoom) for zoom in (1.0, 0.6, 1.6) for travel in (0.2, 0.45) for d in range(8)]
+    return out[:CELEBRITY_COUNT]
+
+
+def lengths(rng: np.random.Generator, n: int, dataset: str, length_scale: float) -> np.ndarray:
+    """Frames at the model's fps (24 for UCF11, 12 otherwise) of n clips."""
+    if dataset == "ucf11":
+        t = np.minimum(204 + rng.gamma(2.0, 140.0, n), 1492)
+    elif dataset == "hollywood2":
+        t = np.minimum(30 + rng.gamma(1.5, 120.0, n), 600)
+    else:
+        t = rng.integers(2, 86, n).astype(float)
+    return np.maximum(2, np.round(t * length_scale)).astype(int)
+
+
+def ucf11_clips(out: Path, scale: float, rng: np.random.Generator, length_scale: float) -> list[Clip]:
+    groups = min(25, max(5, round(25 * scale)))  # 5 at least: group 5-fold cross-validation
+    n = max(round(1600 * scale), len(UCF11_CLASSES) * groups)
+    frames = lengths(rng, n, "ucf11", length_scale)
+    motions, clips = circle(len(UCF11_CLASSES)), []
+    for i in range(n):
+        c, g = i % len(UCF11_CLASSES), (i // len(UCF11_CLASSES)) % groups + 1
+        k = i // (len(UCF11_CLASSES) * groups) + 1
+        name, prefix = UCF11_CLASSES[c], UCF11_PREFIX.get(UCF11_CLASSES[c], UCF11_CLASSES[c])
+        path = out / name / f"v_{prefix}_{g:02d}" / f"v_{prefix}_{g:02d}_{k:02d}.mpg"
+        clips.append(Clip(path, (motions[c],), math.ceil(frames[i] * 30000 / 1001 / 24)))
+    return clips
+
+
+def hollywood2_clips(out: Path, scale: float, rng: np.random.Generator, length_scale: float) -> list[Clip]:
+    actions, motions = HOLLYWOOD2_ACTIONS, circle(len(HOLLYWOOD2_ACTIONS))
+    counts = {split: max(len(actions), round(n * scale)) for split, n in (("train", 823), ("test", 884))}
+    clips, sets = [], {(a, s): [] for a in actions for s in counts}
+    for split, n in counts.items():
+        frames = lengths(rng, n, "hollywood2", length_scale)
+        for i in range(n):
+            labels = [i % len(actions)]  # every action in every split
+            if rng.random() < 0.2:
+                labels.append(int(rng.choice([a for a in range(len(actions)) if a != labels[0]])))
+            name = f"actionclip{split}{i + 1:05d}"
+            for a, action in enumerate(actions):
+                sets[action, split].append(f"{name} {1 if a in labels else -1}")
+            clips.append(Clip(out / "AVIClips" / f"{name}.avi", tuple(motions[a] for a in labels), frames[i] * 2))
+    (out / "ClipSets").mkdir(parents=True, exist_ok=True)
+    for (action, split), lines in sets.items():
+        (out / "ClipSets" / f"{action}_{split}.txt").write_text("\n".join(lines) + "\n")
+    return clips
+
+
+def celebrity_clips(out: Path, scale: float, rng: np.random.Generator, length_scale: float) -> list[Clip]:
+    motions = celebrity_motions()
+    n = max(round(1910 * scale), CELEBRITY_COUNT * 5)
+    frames = lengths(rng, n, "celebrities", length_scale)
+    clips = []
+    for i in range(n):
+        c = i % CELEBRITY_COUNT
+        name = f"{c + 1:04d}_{i // CELEBRITY_COUNT % 100:02d}_{i:03d}_person_{chr(97 + c % 26)}{chr(97 + c // 26)}.avi"
+        clips.append(Clip(out / name, (motions[c],), frames[i] * 2))
+    return clips
+
+
+FORMATS = {  # dataset: (source size, source rate, codec, clip lister)
+    "ucf11": ((320, 240), Fraction(30000, 1001), "mpeg1video", ucf11_clips),
+    "hollywood2": ((468, 200), Fraction(24), "mpeg4", hollywood2_clips),
+    "celebrities": ((320, 240), Fraction(24), "mpeg4", celebrity_clips),
+}
+
+
+def window_path(motions: tuple[Motion, ...], frames: int, canvas: tuple[int, int], aspect: float,
+                rng: np.random.Generator) -> np.ndarray:
+    """Window (center x, center y, width) per frame, (frames, 3), inside the canvas: the motions one
+    after the other, each over an equal part of the clip."""
+    cw, ch = canvas
+    w = rng.uniform(0.45, 0.6) * min(cw, ch / aspect)
+    x, y = rng.uniform(w / 2, cw - w / 2), rng.uniform(w * aspect / 2, ch - w * aspect / 2)
+    rows, parts = [], np.array_split(np.arange(frames), len(motions))
+    for motion, part in zip(motions, parts):
+        a = np.linspace(0, 1, len(part) + 1)[1:]
+        dx, dy = math.cos(motion.angle) * motion.travel * w, math.sin(motion.angle) * motion.travel * w
+        for t in a:
+            width = w * motion.zoom**t
+            rows.append((x + dx * t, y + dy * t, width))
+        x, y, w = x + dx, y + dy, w * motion.zoom
+    path = np.array(rows)
+    # keep the whole window inside the canvas (a reflection-free crop): clip the centers
+    half_w, half_h = path[:, 2] / 2, path[:, 2] * aspect / 2
+    path[:, 0] = np.clip(path[:, 0], half_w, cw - half_w)
+    path[:, 1] = np.clip(path[:, 1], half_h, ch - half_h)
+    return path
+
+
+def write_clip(clip: Clip, footage: dict, size: tuple[int, int], rate: Fraction, codec: str, seed: int) -> None:
+    from data.synthetic import write_video
+
+    rng = np.random.default_rng(seed)
+    cfg = DemoConfig(size=size, frames=clip.frames, window=(0.9, 1.0), transpose=0.0, flip=0.5)
+    (scene,) = make_scenes({k: footage[k] for k in [sorted(footage)[seed % len(footage)]]}, 1, cfg, rng)
+    src = footage[scene.source]
+    canvas = (src.shape[2], src.shape[1])
+    path = window_path(clip.motions, clip.frames, canvas, size[1] / size[0], rng)
+    frames = render(src, path, scene, size, footage_step=0.5)
+    clip.path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(clip.path, frames, fps=float(rate), codec=codec, quality=4)
+
+
+def make(dataset: str, out: Path, *, scale: float, length_scale: float = 1.0, seed: int = 0, workers: int = 1) -> list[Clip]:
+    """Write the stand-in (skipping clips already there); returns its clips."""
+    size, rate, codec, lister = FORMATS[dataset]
+    rng = np.random.default_rng(seed)
+    clips = lister(out, scale, rng, length_scale)
+    todo = [(i, c) for i, c in enumerate(clips) if not c.path.exists()]
+    footage = {Path(n).stem: load_footage(SAMPLES_DIR / n, width=2 * size[0], fps=12.0) for n in TRAIN_SOURCES}
+    from tqdm import tqdm
+
+    jobs = [(c, footage, size, rate, codec, seed * 1_000_003 + i) for i, c in todo]
+    if workers <= 1:
+        for job in tqdm(jobs, desc=dataset, unit="clip"):
+            write_clip(*job)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from preprocessing.workers import worker_context
+
+        with ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
+            list(tqdm(pool.map(_write, jobs, chunksize=4), total=len(jobs), desc=dataset, unit="clip"))
+    return clips
+
+
+def _write(job: tuple) -> None:
+    write_clip(*job)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m scripts.make_paper_scale", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=sorted(FORMATS), required=True)
+    p.add_argument("--scale", type=float, default=1.0, help="share of the dataset's clips (1.0: full size)")
+    p.add_argument("--length-scale", type=float, default=1.0, help="multiplies every clip's length (tests)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = p.parse_args(argv)
+    clips = make(args.dataset, Path(args.out), scale=args.scale, length_scale=args.length_scale, seed=args.seed,
+                 workers=args.workers)
+    total = sum(c.path.stat().st_size for c in clips)
+    print(f"{args.dataset}: {len(clips)} clips, {total / 2**30:.2f} GiB in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
