@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from data.layouts import HOLLYWOOD2_ACTIONS
-from data.synthetic import DemoConfig, SAMPLES_DIR, TRAIN_SOURCES, load_footage, make_scenes, render
+from data.synthetic import SAMPLES_DIR, TRAIN_SOURCES, DemoConfig, load_footage, make_scenes, render
 
 UCF11_CLASSES = (
     "basketball", "biking", "diving", "golf_swing", "horse_riding", "soccer_juggling",
