@@ -53,11 +53,11 @@ CELEBRITY_COUNT = 47
 
 @dataclass(frozen=True)
 class Motion:
-    """A class's camera motion: travel direction (radians), travel over the clip (share of the
-    window's width), zoom over the clip (last width / first width)."""
+    """A class's camera motion: travel direction (radians), speed (window widths per second), zoom
+    (window width factor per second)."""
 
     angle: float
-    travel: float = 0.3
+    travel: float = 0.6
     zoom: float = 1.0
 
 
@@ -76,7 +76,7 @@ def circle(n: int) -> list[Motion]:
 
 def celebrity_motions() -> list[Motion]:
     """47 classes: 8 directions x (no zoom, in, out) x 2 speeds, the first 47."""
-    out = [Motion(2 * math.pi * d / 8, travel, zoom) for zoom in (1.0, 0.6, 1.6) for travel in (0.2, 0.45) for d in range(8)]
+    out = [Motion(2 * math.pi * d / 8, travel, zoom) for zoom in (1.0, 0.7, 1.4) for travel in (0.4, 0.9) for d in range(8)]
     return out[:CELEBRITY_COUNT]
 
 
@@ -144,27 +144,23 @@ FORMATS = {  # dataset: (source size, source rate, codec, clip lister)
 }
 
 
-def window_path(motions: tuple[Motion, ...], frames: int, canvas: tuple[int, int], aspect: float,
+def window_path(motions: tuple[Motion, ...], frames: int, rate: float, canvas: tuple[int, int], aspect: float,
                 rng: np.random.Generator) -> np.ndarray:
-    """Window (center x, center y, width) per frame, (frames, 3), inside the canvas: the motions one
-    after the other, each over an equal part of the clip."""
+    """Window (center x, center y, width) per frame, (frames, 3): the motions one after the other,
+    each over an equal part of the clip, at a steady speed. The window may leave the footage: the
+    renderer reflects it at its edges (as far as needed), and what moves past the camera then
+    still drifts the way the camera's motion says."""
     cw, ch = canvas
-    w = rng.uniform(0.45, 0.6) * min(cw, ch / aspect)
-    x, y = rng.uniform(w / 2, cw - w / 2), rng.uniform(w * aspect / 2, ch - w * aspect / 2)
-    rows, parts = [], np.array_split(np.arange(frames), len(motions))
-    for motion, part in zip(motions, parts):
-        a = np.linspace(0, 1, len(part) + 1)[1:]
-        dx, dy = math.cos(motion.angle) * motion.travel * w, math.sin(motion.angle) * motion.travel * w
-        for t in a:
-            width = w * motion.zoom**t
-            rows.append((x + dx * t, y + dy * t, width))
-        x, y, w = x + dx, y + dy, w * motion.zoom
-    path = np.array(rows)
-    # keep the whole window inside the canvas (a reflection-free crop): clip the centers
-    half_w, half_h = path[:, 2] / 2, path[:, 2] * aspect / 2
-    path[:, 0] = np.clip(path[:, 0], half_w, cw - half_w)
-    path[:, 1] = np.clip(path[:, 1], half_h, ch - half_h)
-    return path
+    largest = min(cw, ch / aspect)
+    x, y, w = rng.uniform(0, cw), rng.uniform(0, ch), rng.uniform(0.45, 0.6) * largest
+    rows = []
+    for motion, part in zip(motions, np.array_split(np.arange(frames), len(motions))):
+        for _ in part:
+            rows.append((x, y, w))
+            x += math.cos(motion.angle) * motion.travel * w / rate
+            y += math.sin(motion.angle) * motion.travel * w / rate
+            w = float(np.clip(w * motion.zoom ** (1 / rate), 0.25 * largest, largest))
+    return np.array(rows)
 
 
 def write_clip(clip: Clip, footage: dict, size: tuple[int, int], rate: Fraction, codec: str, seed: int) -> None:
@@ -175,7 +171,7 @@ def write_clip(clip: Clip, footage: dict, size: tuple[int, int], rate: Fraction,
     (scene,) = make_scenes({k: footage[k] for k in [sorted(footage)[seed % len(footage)]]}, 1, cfg, rng)
     src = footage[scene.source]
     canvas = (src.shape[2], src.shape[1])
-    path = window_path(clip.motions, clip.frames, canvas, size[1] / size[0], rng)
+    path = window_path(clip.motions, clip.frames, float(rate), canvas, size[1] / size[0], rng)
     frames = render(src, path, scene, size, footage_step=0.5)
     clip.path.parent.mkdir(parents=True, exist_ok=True)
     write_video(clip.path, frames, fps=float(rate), codec=codec, quality=4)
@@ -187,14 +183,15 @@ def make(dataset: str, out: Path, *, scale: float, length_scale: float = 1.0, se
     rng = np.random.default_rng(seed)
     clips = lister(out, scale, rng, length_scale)
     todo = [(i, c) for i, c in enumerate(clips) if not c.path.exists()]
-    footage = {Path(n).stem: load_footage(SAMPLES_DIR / n, width=2 * size[0], fps=12.0) for n in TRAIN_SOURCES}
+    global _FOOTAGE
+    _FOOTAGE = {Path(n).stem: load_footage(SAMPLES_DIR / n, width=2 * size[0], fps=12.0) for n in TRAIN_SOURCES}
     from tqdm import tqdm
 
-    jobs = [(c, footage, size, rate, codec, seed * 1_000_003 + i) for i, c in todo]
+    jobs = [(c, size, rate, codec, seed * 1_000_003 + i) for i, c in todo]
     if workers <= 1:
         for job in tqdm(jobs, desc=dataset, unit="clip"):
-            write_clip(*job)
-    else:
+            _write(job)
+    else:  # forked workers inherit the footage; a job carries only its clip
         from concurrent.futures import ProcessPoolExecutor
 
         from preprocessing.workers import worker_context
@@ -204,8 +201,12 @@ def make(dataset: str, out: Path, *, scale: float, length_scale: float = 1.0, se
     return clips
 
 
+_FOOTAGE: dict[str, np.ndarray] = {}  # the decoded bundled clips, set by `make`
+
+
 def _write(job: tuple) -> None:
-    write_clip(*job)
+    clip, size, rate, codec, seed = job
+    write_clip(clip, _FOOTAGE, size, rate, codec, seed)
 
 
 def main(argv: list[str] | None = None) -> int:
