@@ -8,7 +8,9 @@ gives one TT layer per gate (the paper's "vanilla" TT-RNN, 4x the parameters for
 
 Speed: the TT map does not depend on the recurrence, so it runs once on all valid frames of the
 batch (padded frames are skipped), then a cheap loop over time does the recurrent part, on the clips
-still running at each step only (the batch shrinks as clips end; no masking).
+still running at each step only (the batch shrinks as clips end; no masking). In training, the
+Keras GRU cell's loop is one autograd Function with a hand-written backward
+(`models.gru_recurrence`); the cuDNN cell, the LSTM, inference and autocast run the per-step loop.
 
 Model: uint8 pixels (B, T, H, W, 3) or (B, T, H*W*3) and lengths (B,) -> x / 255 - 0.5 (inside the
 TT layer's chunked first contraction) -> TT map -> GRU/LSTM over time -> hidden state at each clip's
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.gru_recurrence import gru_recurrence
 from models.pixels import (
     PIXEL_SCALE,
     PIXEL_SHIFT,
@@ -130,9 +133,7 @@ class _TTRNNBase(nn.Module):
                 # the values of `lengths`, an input of the graph
                 h = self._masked_loop(gx, lengths, rec_mask)
             else:
-                # unbind (not gx[:, t]) so that backward stacks the step gradients once instead of
-                # scattering each into a full-size zero tensor
-                h = self._run_steps(gx.unbind(1), rec_mask)
+                h = self._recurrence(gx, None, rec_mask)
         else:
             # The valid frames only, mapped clip by clip (a clip's frames stay together, so its
             # input-dropout mask applies to one run of rows), then their gates put in the packed
@@ -146,8 +147,7 @@ class _TTRNNBase(nn.Module):
             running = steps < sorted_lengths[None, :]  # (Tv, B): sorted clip j still running at step t
             first_row = (torch.cumsum(lengths, 0) - lengths)[order]  # (B,) where each sorted clip's rows start
             gx = gates.index_select(0, (first_row[None, :] + steps)[running])  # (Nv, G*H), packed
-            # split (not slicing per step): backward concatenates the step gradients once
-            h = self._run_steps(gx.split(running.sum(1).tolist()), None if rec_mask is None else rec_mask[order])
+            h = self._recurrence(gx, running.sum(1).tolist(), None if rec_mask is None else rec_mask[order])
             h = torch.empty_like(h).index_copy_(0, order, h)  # back to input order
         return self.classifier(h)  # (B, K)
 
@@ -171,6 +171,14 @@ class _TTRNNBase(nn.Module):
     def cell(self, gx_t: torch.Tensor, state: tuple[torch.Tensor, ...], weights: tuple[torch.Tensor, ...]):
         """One inference step (no recurrent dropout)."""
         return self._cell(gx_t, state, None, weights)
+
+    def _recurrence(self, gx: torch.Tensor, sizes: list[int] | None, rec_mask: torch.Tensor | None) -> torch.Tensor:
+        """The recurrence over packed gate inputs gx (N, G*H) in steps of `sizes` rows, or over all
+        T steps of gx (B, T, G*H) when `sizes` is None -> (B, H) as `_run_steps`. Here the per-step
+        autograd loop; `TTGRU` overrides it with the fused Function where that applies."""
+        # unbind / split (not gx[:, t] per step): backward concatenates the step gradients once
+        # instead of scattering each into a full-size zero tensor
+        return self._run_steps(gx.unbind(1) if sizes is None else gx.split(sizes), rec_mask)
 
     def _run_steps(self, steps: Sequence[torch.Tensor], rec_mask: torch.Tensor | None) -> torch.Tensor:
         """The recurrence over steps of non-increasing row counts (clips sorted longest first):
@@ -227,6 +235,26 @@ class TTGRU(_TTRNNBase):
         # The cuDNN cell adds a recurrent bias inside r * (U_h h + b_hh); Keras has only the input bias.
         H = self.hidden_size
         self.recurrent_bias = nn.Parameter(torch.zeros(3 * H)) if config.cell == "cudnn" else None
+        # the Keras cell's training recurrence as one autograd Function (models/gru_recurrence.py);
+        # False: the per-step autograd loop `_run_steps`, the reference
+        self.fused_recurrence = True
+
+    def _recurrence(self, gx, sizes, rec_mask):
+        U = self.recurrent_weight
+        fused = (
+            self.fused_recurrence
+            and self.config.cell == "keras"
+            and torch.is_grad_enabled()
+            and (gx.requires_grad or U.requires_grad)  # training: inference has no autograd to save
+            and not torch.is_autocast_enabled(gx.device.type)  # autocast: state float32, the loop below
+            and gx.dtype == U.dtype
+        )
+        if not fused:
+            return super()._recurrence(gx, sizes, rec_mask)
+        if sizes is None:  # all T steps of every clip: time-major rows, B per step
+            B, T = gx.shape[:2]
+            gx, sizes = gx.transpose(0, 1).reshape(B * T, -1), [B] * T
+        return gru_recurrence(gx, sizes, *self._step_weights(), rec_mask)
 
     def _step_weights(self):
         U, H = self.recurrent_weight, self.hidden_size  # (H, 3H)

@@ -13,6 +13,10 @@ run (the machine may be shared: compare the printed RATIOS, not absolute times):
    Pixels need no gradient, so backward computes weight gradients only, for every variant.
 2. One training step (forward, cross-entropy, backward, Adam) of TT-GRU vs plain GRU on 16 clips x
    100 frames of 120x160x3 uint8.
+3. The TT-GRU's recurrence in training, fused (`models.gru_recurrence`, one autograd Function) vs the
+   per-step autograd loop (`fused_recurrence = False`): forward+backward of the recurrence alone on
+   random gate inputs, and a whole training step, 16 clips of 50..100 frames (packed, shrinking batch)
+   of 120x160x3 uint8, recurrent dropout on. `--sections 3` runs this one alone (a few seconds).
 """
 
 from __future__ import annotations
@@ -122,6 +126,43 @@ def bench_train_step(batch: int, frames: int, reps: int) -> dict[str, float]:
     return _time(fns, reps)
 
 
+def bench_recurrence(batch: int, frames: int, reps: int) -> dict[str, tuple[float, float]]:
+    """Fused vs per-step recurrence of a UCF11 TT-GRU (256 units) in training: the recurrence alone
+    (forward+backward on random gates, packed steps) and a whole training step."""
+    torch.manual_seed(0)
+    lengths = torch.linspace(frames, frames // 2, batch).round().long()  # sorted longest first
+    x = torch.randint(0, 256, (batch, frames, 120, 160, 3), dtype=torch.uint8)
+    y = torch.randint(0, 11, (batch,))
+    model = create_model("tt_gru", num_classes=11).train()
+    H = model.hidden_size
+    sizes = (torch.arange(frames)[:, None] < lengths[None, :]).sum(1).tolist()
+    gx = (torch.randn(sum(sizes), 3 * H) * 0.5).requires_grad_()
+    mask = torch.ones(batch, H).bernoulli_(0.75) / 0.75
+    grad = torch.randn(batch, H)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def recurrence(fused: bool) -> Callable[[], None]:
+        def step() -> None:
+            model.fused_recurrence = fused
+            gx.grad = model.recurrent_weight.grad = None
+            model._recurrence(gx, sizes, mask).backward(grad)
+
+        return step
+
+    def train_step(fused: bool) -> Callable[[], None]:
+        def step() -> None:
+            model.fused_recurrence = fused
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x, lengths), y).backward()
+            opt.step()
+
+        return step
+
+    alone = {"recurrence alone, fused": recurrence(True), "recurrence alone, per-step autograd": recurrence(False)}
+    steps = {"training step, fused": train_step(True), "training step, per-step autograd": train_step(False)}
+    return _time(alone, 5 * reps) | _time(steps, reps)  # the recurrence alone is cheap: more rounds
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=3, help="timed rounds per variant (min is reported)")
@@ -131,11 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--threads", type=int, default=0, help="torch intra-op threads (0: torch's default, one per core)"
     )
+    ap.add_argument("--sections", default="123", help="which parts to run, e.g. 3 (default: all)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
+    if "1" in args.sections:
+        _print_input_map(args)
+    if "2" in args.sections:
+        _print_train_step(args)
+    if "3" in args.sections:
+        _print_recurrence(args)
+    return 0
+
+
+def _print_input_map(args: argparse.Namespace) -> None:
     print(f"\n1. Input map 57,600 -> 768 (TT-GRU fused gates), {args.rows} rows, forward+backward")
     res = bench_input_map(args.rows, args.reps)
     ours = res[0][1][0]
@@ -146,13 +198,26 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{name:40s} {r[0]:8.3f} {r[1]:8.2f} {r[0] / ours:16.1f}x")
 
+
+def _print_train_step(args: argparse.Namespace) -> None:
     print(f"\n2. Training step, {args.batch} clips x {args.frames} frames of 120x160x3 uint8 (Adam)")
     step = bench_train_step(args.batch, args.frames, max(1, args.reps - 1))
     print(f"{'model':40s} {'seconds':>8s} {'cpu/wall':>8s}")
     for name, (t, u) in step.items():
         print(f"{name:40s} {t:8.3f} {u:8.2f}")
     print(f"TT-GRU step is {step['gru'][0] / step['tt_gru'][0]:.1f}x faster than the plain GRU step")
-    return 0
+
+
+def _print_recurrence(args: argparse.Namespace) -> None:
+    lo = args.frames // 2
+    print(f"\n3. TT-GRU recurrence in training, {args.batch} clips x {lo}..{args.frames} frames, fused vs per-step")
+    res = bench_recurrence(args.batch, args.frames, args.reps)
+    print(f"{'variant':40s} {'seconds':>8s} {'cpu/wall':>8s}")
+    for name, (t, u) in res.items():
+        print(f"{name:40s} {t:8.4f} {u:8.2f}")
+    for what in ("recurrence alone", "training step"):
+        ratio = res[f"{what}, per-step autograd"][0] / res[f"{what}, fused"][0]
+        print(f"{what}: fused is {ratio:.1f}x faster than the per-step autograd loop")
 
 
 if __name__ == "__main__":
