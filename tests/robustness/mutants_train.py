@@ -92,4 +92,14 @@ MUTATIONS = (
         "    return gx.dtype",
         ("tests/test_precision.py", "-k", "forward_is_close"),
     ),
+    Mutation(
+        "the fused GRU backward forgets the recurrent dropout mask", "models/gru_recurrence.py",
+        "        if mask is not None:\n            dhd.mul_(mask[:n])", "        pass",
+        ("tests/test_gru_recurrence.py",),
+    ),
+    Mutation(
+        "the fused GRU backward skips the path through z * h", "models/gru_recurrence.py",
+        "torch.addcmul(dhd, g, z[a:b], out=g)", "g.copy_(dhd)",
+        ("tests/test_gru_recurrence.py",),
+    ),
 )
