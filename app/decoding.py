@@ -161,23 +161,29 @@ AHEAD_BYTES = 64 * 2**20  # decoded frames a worker may hold beyond what its con
 
 
 def _worker_main(
-    tasks: mpc.Connection, events: mpc.Connection, parent_pid: int, job_args: dict[str, Any], ring: _Ring | None
+    tasks: mpc.Connection, events: mpc.Connection, parent_pid: int, job_args: dict[str, Any], ring: _Ring | None,
+    current: Any,
 ) -> None:
     """A worker: decode each (index, path) it is sent, sending the events back; None ends it.
     Chunks go through `ring` when there is one; the pipe carries the rest. Sends are synchronous,
     so every event of a video is in the pipe before the next video starts: a crash then costs only
-    the video being decoded (a pipe keeps what was written before its writer died)."""
+    the video being decoded (a pipe keeps what was written before its writer died). `current`
+    (shared) holds the index of the video being decoded, -1 between videos: the main process reads
+    it when the worker dies. Ctrl-C is the main process's to handle (it stops the workers)."""
     from app.inputs import quiet_worker
 
     quiet_worker(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         while (task := tasks.recv()) is not None:
             index, path = task
+            current.value = index
             for ev in video_events(index, path, **job_args):
                 if ring is not None and ev.frames is not None and ev.frames.nbytes <= ring.slot_bytes:
                     ev.slot, ev.shape = ring.put(ev.frames), ev.frames.shape
                     ev.frames = None
                 events.send(ev)
+            current.value = -1
     except (OSError, EOFError):  # the main process closed the pipes: it stopped early
         pass
 
@@ -231,8 +237,10 @@ class _Worker:
         if ctx.get_start_method() == "fork":
             W, H = job_args["size"]
             self.ring = _Ring(ctx, job_args["chunk_frames"] * W * H * 3, AHEAD_BYTES)
+        self.current = ctx.Value("q", -1, lock=False)  # the video being decoded (see _worker_main)
         self.process = ctx.Process(
-            target=_worker_main, args=(self.tasks_recv, events_send, os.getpid(), job_args, self.ring), daemon=True
+            target=_worker_main, args=(self.tasks_recv, events_send, os.getpid(), job_args, self.ring, self.current),
+            daemon=True,
         )
         self.process.start()
         events_send.close()  # the worker holds the only writing end: its death reads as EOF here
@@ -365,11 +373,13 @@ class DecodePool:
         self._workers.remove(w)
         w.process.join(timeout=5)
         w.stop(kill=True)
-        if w.assigned:
+        if w.assigned and w.current.value == w.assigned[0][0]:  # it died decoding that video
             index, path = w.assigned.popleft()
             log.warning("a decoding process died (exit code %s) on %s", w.process.exitcode, path)
             yield DecodeEvent("error", index, error=f"{path}: {CRASHED}")
-            self._todo.extend(reversed(w.assigned))  # the waiting ones go next
+        elif w.assigned:
+            log.warning("a decoding process died (exit code %s) between videos", w.process.exitcode)
+        self._todo.extend(reversed(w.assigned))  # those it had not started go next
         if self._todo:
             self._workers.append(_Worker(self.job_args))
             self._hand_out()

@@ -36,6 +36,7 @@ class _Live:
     window: tuple[int, int] | None
     total_frames: int = 0
     thumbnails: list[bytes] = field(default_factory=list)
+    segments: list[SegmentScores] = field(default_factory=list)  # the timeline so far
 
 
 class StreamRun:
@@ -93,6 +94,7 @@ class StreamRun:
         elif ev.kind == "restart":
             self.stream.drop(key)
             self.stream.open(key, live.window)
+            live.segments = []
         elif ev.kind == "end":
             live.total_frames, live.thumbnails = ev.total_frames, ev.thumbnails
             self.stream.close(key)
@@ -106,32 +108,30 @@ class StreamRun:
     def advance(self, steps: int | None) -> Iterator[Prediction]:
         """Run the stream `steps` steps (None: all it holds); predictions of the videos that ended."""
         done = self.stream.advance(steps)  # float32, also under --precision bf16 (models.stream)
+        self._collect_segments()
         self._report_progress()
         if not done:
             return
-        segments: dict[int, list] = {}
-        for s in self.stream.segments:
-            segments.setdefault(s.key, []).append(s)
-        self.stream.segments = [s for s in self.stream.segments if s.key not in dict(done)]
         lives = [self.live.pop(key) for key, _ in done]
         preds = self.clf.predictions_of(
             [(key, 0) for key, _ in done], [lv.path for lv in lives], torch.stack([y for _, y in done])
         )
-        for (key, _), lv, p in zip(done, lives, preds):
+        for lv, p in zip(lives, preds):
             p.kind, p.frames, p.thumbnails = "video", lv.total_frames, lv.thumbnails
             p.duration = round(lv.total_frames / self.fps, 3)
-            p.segments = self._segments(segments.get(key, []))
+            p.segments = sorted(lv.segments, key=lambda s: s.start)
             yield p
 
-    def _segments(self, segments: list) -> list[SegmentScores]:
-        if not segments:
-            return []
-        segments.sort(key=lambda s: s.start)
-        labels = self.clf.top_labels(torch.stack([s.logits for s in segments]))
-        return [
-            SegmentScores(round(s.start / self.fps, 3), round(s.stop / self.fps, 3), top)
-            for s, top in zip(segments, labels)
-        ]
+    def _collect_segments(self) -> None:
+        """Turn the segments that ended into their top-k labels at once: a long video's timeline is
+        kept as a few numbers per segment, not as tensors (thousands of small tensors fragment the
+        heap: ~100 KB per segment, measured)."""
+        if not self.stream.segments:
+            return
+        ended, self.stream.segments = self.stream.segments, []
+        labels = self.clf.top_labels(torch.stack([s.logits for s in ended]))
+        for s, top in zip(ended, labels):
+            self.live[s.key].segments.append(SegmentScores(round(s.start / self.fps, 3), round(s.stop / self.fps, 3), top))
 
     def _report_progress(self) -> None:
         if self.progress is None:

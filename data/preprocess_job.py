@@ -244,7 +244,7 @@ def _process(task: _Task) -> ClipResult:
 
 def _decode_and_write(task: _Task) -> ClipResult:
     """Decode one clip and stream it into the cache, a chunk at a time (a long clip never sits whole in
-    memory; the disk is checked before writing instead of capping the output: ClipWriter.reserve).
+    memory; the disk is checked as the clip grows instead of capping the output: ClipWriter.reserve).
 
     A clip that cannot be decoded is a failed clip; an error writing the cache (full disk, read-only
     folder) ends the run: recording good clips as failed videos would let training take the cache
@@ -273,7 +273,9 @@ def _decode_and_write(task: _Task) -> ClipResult:
                 if chunk is RESTART:
                     writer.restart()
                     continue
-                writer.reserve(max(chunks.expected_frames or 0, chunks.planned_frames), chunk.shape[1:])
+                # the frames decided so far, not the header's estimate: a header that lies about the
+                # length (a 2-second clip claiming 1,000 hours) must not stop a run
+                writer.reserve(chunks.planned_frames, chunk.shape[1:])
                 writer.append(chunk)
             entry = writer.finish(chunks.backend)
     except _ClipFailed as e:

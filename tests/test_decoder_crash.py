@@ -75,3 +75,25 @@ def test_closing_a_decoder_early_stops_its_workers(monkeypatch, tmp_path):
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(pid) for pid in pids), f"workers {pids} still running 10 s after close()"
+
+
+def _decode_then_die(index, path, **kwargs):
+    yield decoding.DecodeEvent("start", index)
+    yield decoding.DecodeEvent("chunk", index, frames=np.zeros((1, 2, 2, 3), np.uint8))
+    yield decoding.DecodeEvent("end", index, total_frames=1)
+    if os.path.basename(path) == "last_words.mp4":
+        os._exit(3)  # dies after its video is done, before it takes the next
+
+
+@pytest.mark.parametrize("ahead", [0, 1])
+def test_a_worker_dying_between_videos_costs_no_video(monkeypatch, tmp_path, ahead):
+    """The video handed to a worker that then dies without starting it is decoded by a fresh one."""
+    monkeypatch.setattr(decoding, "video_events", _decode_then_die)
+    jobs = []
+    for i, name in enumerate(["last_words.mp4", "b.mp4", "c.mp4"]):
+        (tmp_path / name).write_bytes(b"x" * 100 * (3 - i))  # handed out in this order
+        jobs.append((i, str(tmp_path / name)))
+    events = [ev for ev in decoding.DecodePool(jobs, fps=24.0, size=(2, 2), workers=1, ahead=ahead)
+              if isinstance(ev, decoding.DecodeEvent)]
+    assert sorted(ev.index for ev in events if ev.kind == "end") == [0, 1, 2]
+    assert not [ev.error for ev in events if ev.kind == "error"]

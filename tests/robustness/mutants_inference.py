@@ -44,7 +44,7 @@ MUTATIONS = (
     ),
     Mutation(
         "the video waiting behind a crashed one is lost", "app/decoding.py",
-        "            self._todo.extend(reversed(w.assigned))", "            pass",
+        "        self._todo.extend(reversed(w.assigned))", "        pass",
         ("tests/test_decoder_crash.py",),
     ),
     Mutation(
