@@ -36,6 +36,7 @@ run goes on. Library code: it logs, never prints.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -289,14 +290,30 @@ class Classifier:
 
     def _whole_videos(self, events: Iterator[DecodeEvent | None]) -> Iterator[_Ready | Prediction | None]:
         """Each video's chunks put together (models that need the whole video at once)."""
+        from preprocessing.decode import MAX_OUTPUT_BYTES
+
         parts: dict[int, list[np.ndarray]] = {}
+        held: dict[int, int] = {}  # bytes of each video's frames so far
+        refused: set[int] = set()  # videos over the cap: their remaining events are dropped
         for ev in events:
             if ev is IDLE or ev is SPARE:
                 yield ev
+            elif ev.index in refused:
+                if ev.kind in ("end", "error"):
+                    refused.discard(ev.index)
             elif ev.kind in ("start", "restart"):
-                parts[ev.index] = []
+                parts[ev.index], held[ev.index] = [], 0
             elif ev.kind == "chunk":
                 parts[ev.index].append(ev.frames.copy())  # the decoder reuses the chunk's memory
+                held[ev.index] += ev.frames.nbytes
+                if held[ev.index] > MAX_OUTPUT_BYTES:  # video_to_array's cap, for models that need it all
+                    del parts[ev.index]
+                    refused.add(ev.index)
+                    yield Prediction(
+                        self.paths[ev.index], "video", (ev.index, 0),
+                        error=f"{self.paths[ev.index]}: too long for a model that reads whole videos "
+                              f"(over {MAX_OUTPUT_BYTES / 2**30:g} GiB of frames); pass --max-frames",
+                    )
             elif ev.kind == "error":
                 parts.pop(ev.index, None)
                 yield Prediction(self.paths[ev.index], "video", (ev.index, 0), error=ev.error, thumbnails=ev.thumbnails)
@@ -455,12 +472,17 @@ def classify(
     return RunSummary(preds, seconds, len(preds) / seconds if seconds > 0 else 0.0)
 
 
+def json_score(score: float) -> float | None:
+    """A score for a JSON file: 6 decimals; null for NaN or infinity, which JSON has no number for."""
+    return round(score, 6) if math.isfinite(score) else None
+
+
 def prediction_record(p: Prediction) -> dict[str, Any]:
     """The JSON object written per input to predictions.jsonl."""
     return {
         "path": printable_name(p.path),  # the exact bytes: preprocessing.names.name_bytes(path)
         "id": None if p.video_id is None else printable_text(p.video_id),
-        "labels": [{"label": printable_text(name), "score": round(score, 6)} for name, score in p.labels],
+        "labels": [{"label": printable_text(name), "score": json_score(score)} for name, score in p.labels],
         "duration": p.duration,
         "frames": p.frames,
         "error": None if p.error is None else printable_text(p.error, p.path),

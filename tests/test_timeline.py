@@ -4,6 +4,7 @@ equal the model on `video_to_array`'s array; the CLI writes timeline.csv / timel
 own for long videos and only then. Videos are lossless FFV1 (yuv444p) at the model's 24 fps, so
 cutting a file changes no decoded frame."""
 
+import copy
 import csv
 import json
 from pathlib import Path
@@ -195,3 +196,45 @@ def test_long_videos_report_their_progress(tmp_path, checkpoint):
     done = [d for _, d, _ in seen]
     assert done == sorted(done) and 0 < done[-1] <= 6.0 and len(set(done)) >= 3
     assert {t for _, _, t in seen} == {6.0}  # the header's length
+
+
+def test_models_that_read_whole_videos_refuse_one_over_the_cap(tmp_path, checkpoint, monkeypatch):
+    """Without the stream the frames are held whole: a video over video_to_array's output cap gets one
+    error and the others are classified."""
+    import preprocessing.decode
+
+    long = write_video(tmp_path / "long.avi", moving_frames(4, seed=7))  # 96 frames
+    short = write_video(tmp_path / "short.avi", moving_frames(1, seed=8))  # 24 frames
+    monkeypatch.setattr(preprocessing.decode, "MAX_OUTPUT_BYTES", 50 * W * H * 3)
+    preds = classify(discover_inputs([long, short]), checkpoint,
+                     options=InferenceOptions(workers=0, stream=False, chunk_frames=16)).predictions
+    assert [p.ok for p in preds] == [False, True]
+    assert preds[0].error == f"{long}: too long for a model that reads whole videos (over {50 * W * H * 3 / 2**30:g} GiB of frames); pass --max-frames"
+
+
+def test_cli_limits_and_leftovers(tmp_path, checkpoint, capsys):
+    """Absurd --timeline values are usage errors; a rerun without a timeline removes an old one;
+    NaN scores (a broken checkpoint) are null in the JSON files, which stay valid JSON."""
+    video = write_video(tmp_path / "v.avi", moving_frames(3, seed=9))
+    out = tmp_path / "out"
+    base = ["classify", str(video), "--checkpoint", str(checkpoint.path), "--output", str(out), "--workers", "0",
+            "--no-progress"]
+    for flag, value in (("--timeline", "1e308"), ("--timeline-window", "nan"), ("--timeline", "-1")):
+        r = run_cli(capsys, [*base, flag, value])
+        assert r.returncode == 2 and "Traceback" not in r.stderr and flag in r.stderr
+    assert run_cli(capsys, [*base, "--timeline", "1"]).returncode == 0
+    assert (out / "timeline.csv").exists()
+    assert run_cli(capsys, [*base, "--timeline", "0"]).returncode == 0
+    assert not (out / "timeline.csv").exists() and not (out / "timeline.jsonl").exists()
+
+    model = copy.deepcopy(checkpoint.model)  # the fixture's model is shared
+    with torch.no_grad():
+        model.classifier.bias[0] = float("nan")
+    broken = tmp_path / "broken"
+    save_checkpoint(broken, model, class_names=checkpoint.class_names,
+                    input_spec=checkpoint.input_spec.to_json())
+    run_cli(capsys, ["classify", str(video), "--checkpoint", str(broken), "--output", str(out), "--workers", "0",
+                     "--timeline", "1", "--no-progress"])
+    for name in ("predictions.jsonl", "timeline.jsonl"):
+        for line in (out / name).read_text().splitlines():
+            json.loads(line, parse_constant=lambda c, name=name: pytest.fail(f"{name} holds {c}"))

@@ -16,6 +16,7 @@ written (one `error:` line each), 2 for usage errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -27,6 +28,8 @@ import numpy as np
 from app.errors import UsageError
 from app.precision import PRECISIONS
 from preprocessing.names import printable_name, printable_text, spreadsheet_safe
+
+MAX_SECONDS = 1e7  # --timeline and --timeline-window: about 115 days, far beyond any video
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be 0 or more, got {args.workers}")
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
-    if args.timeline is not None and not 0 <= args.timeline < float("inf"):
-        raise UsageError(f"--timeline must be a number of seconds (0: off), got {args.timeline}")
-    if args.timeline_window is not None and not 0 < args.timeline_window < float("inf"):
-        raise UsageError(f"--timeline-window must be a positive number of seconds, got {args.timeline_window}")
+    if args.timeline is not None and not 0 <= args.timeline <= MAX_SECONDS:
+        raise UsageError(f"--timeline must be a number of seconds up to {MAX_SECONDS:g} (0: off), got {args.timeline}")
+    if args.timeline_window is not None and not 0 < args.timeline_window <= MAX_SECONDS:
+        raise UsageError(f"--timeline-window must be a positive number of seconds up to {MAX_SECONDS:g}, got {args.timeline_window}")
     if not os.path.exists(args.checkpoint) and not os.path.exists(Path(args.checkpoint).with_suffix(".json")):
         raise UsageError(f"checkpoint not found: {args.checkpoint}")
     try:
@@ -216,6 +219,10 @@ def _write_outputs(out: Path, preds: list, details: dict[str, str]) -> list[str]
         writers.append(("submission.csv", _write_submission))
     if any(p.segments for p in preds):
         writers += [("timeline.csv", _write_timeline_csv), ("timeline.jsonl", _write_timeline_jsonl)]
+    else:  # a timeline left in the folder by an earlier run would describe other videos
+        for name in ("timeline.csv", "timeline.jsonl"):
+            with contextlib.suppress(OSError):
+                (out / name).unlink()
     errors = []
     for name, write in writers:
         try:
@@ -267,6 +274,7 @@ def _write_timeline_csv(path: Path, preds: list) -> None:
 
 def _write_timeline_jsonl(path: Path, preds: list) -> None:
     """One object per video with a timeline: {"path", "segments": [{"start", "end", "labels"}]}."""
+    from app.inference import json_score
     from preprocessing.fileio import atomic_open
 
     with atomic_open(path, "w", encoding="utf-8") as f:
@@ -274,7 +282,7 @@ def _write_timeline_jsonl(path: Path, preds: list) -> None:
             if p.segments:
                 segments = [
                     {"start": s.start, "end": s.end,
-                     "labels": [{"label": printable_text(n), "score": round(v, 6)} for n, v in s.labels]}
+                     "labels": [{"label": printable_text(n), "score": json_score(v)} for n, v in s.labels]}
                     for s in p.segments
                 ]
                 f.write(json.dumps({"path": printable_name(p.path), "segments": segments}, ensure_ascii=False) + "\n")
