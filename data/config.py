@@ -31,6 +31,7 @@ class DataConfig:
     workers: int = 2  # DataLoader worker processes (0: load in the main process)
     bucket: bool = True  # length-bucketed batches: group clips of similar length, shuffle the batches
     train_files: str = ""  # yt8m: glob of training TFRecords
+    exclude_files: str = ""  # yt8m: glob of TFRecords left out of train_files (e.g. a tuning slice scored as val_files)
     val_files: str = ""  # yt8m: glob of validation TFRecords used for early stopping
     test_files: str = ""  # yt8m: glob of TFRecords scored at the end (and by `evaluate --split test`)
     level: str = "video"  # yt8m: "video" (mean features, T=1) or "frame" (up to 300 frames)

@@ -25,8 +25,10 @@ DataLoader workers and DDP ranks).
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -438,17 +440,23 @@ def build_datasets(cfg: DataConfig, *, fold: int | None = None, seed: int = 0) -
 
 
 def _build_yt8m(cfg: DataConfig, *, seed: int) -> DataSplits:
-    from data.yt8m import FEATURE_DIM, MAX_FRAMES, YT8MDataset, read_vocabulary
+    from data.yt8m import FEATURE_DIM, MAX_FRAMES, YT8MDataset, list_shards, read_vocabulary
 
     if not cfg.train_files:
         raise DataError("yt8m needs data.train_files (a glob of TFRecords)")
 
-    def make(pattern: str, shuffle: bool) -> YT8MDataset | None:
+    def make(pattern: str, shuffle: bool, exclude: str = "") -> YT8MDataset | None:
         if not pattern:
             return None
         try:
+            files: str | list[str] = pattern
+            if exclude:  # the train glob minus a slice held out for tuning
+                excluded = {os.path.abspath(f) for f in glob.glob(exclude)}
+                files = [str(f) for f in list_shards(pattern) if os.path.abspath(f) not in excluded]
+                if not files:
+                    raise FileNotFoundError(f"data.exclude_files {exclude!r} leaves no file of {pattern!r}")
             return YT8MDataset(
-                pattern=pattern,
+                pattern=files,
                 level=cfg.level,
                 shuffle_buffer=cfg.shuffle_buffer if shuffle else 0,
                 seed=seed,
@@ -458,11 +466,11 @@ def _build_yt8m(cfg: DataConfig, *, seed: int) -> DataSplits:
             raise DataError(str(e)) from None
 
     return DataSplits(
-        train=make(cfg.train_files, True),
+        train=make(cfg.train_files, True, cfg.exclude_files),
         val=make(cfg.val_files, False),
         test=make(cfg.test_files, False),
         class_names=read_vocabulary(),
         multi_label=True,
         input_spec=FeatureSpec(dims=FEATURE_DIM, level=cfg.level),
-        info={"dataset": "yt8m", "protocol": "files", "train_files": cfg.train_files},
+        info={"dataset": "yt8m", "protocol": "files", "train_files": cfg.train_files, "exclude_files": cfg.exclude_files},
     )

@@ -58,6 +58,17 @@ class MoE(nn.Module):
         return log_p - log_not_p
 
 
+class ContextGating(nn.Module):
+    """Context gating (Miech, Laptev & Sivic 2017, arXiv:1706.06905): y = sigmoid(W x + b) * x, (B, D) -> (B, D)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.gate(x))
+
+
 def make_classifier(kind: str, in_features: int, num_classes: int, num_mixtures: int, init_prior: float = 0.0) -> nn.Module:
     """The video-level classifier on pooled features: "logistic" (one linear layer) or "moe".
 

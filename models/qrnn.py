@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from models.common import FEATURE_DIM, NUM_CLASSES, l2_normalize_frames, length_mask, make_classifier
+from models.common import FEATURE_DIM, NUM_CLASSES, ContextGating, l2_normalize_frames, length_mask, make_classifier
 from models.registry import register_model
 
 POOLINGS = ("f", "fo", "ifo")
@@ -364,6 +364,8 @@ class QRNNConfig:
     num_mixtures: int = 2  # MoE experts when classifier = "moe"
     init_prior: float = 0.0  # if > 0: start every class at this probability (bias = logit(prior)), e.g. 1e-3
     l2_normalize: bool = True  # per-frame l2 normalization of the input (then scaled by sqrt(D), see below)
+    batch_norm: bool = False  # batch norm on the pooled vector, before dropout and the classifier
+    context_gating: bool = False  # context gating (Miech et al. 2017) on the pooled vector: h * sigmoid(W h + b)
 
 
 @register_model("qrnn", QRNNConfig)
@@ -385,6 +387,8 @@ class QRNNClassifier(nn.Module):
             bidirectional=config.bidirectional,
             dense=config.dense,
         )
+        self.norm = nn.BatchNorm1d(self.qrnn.out_size) if config.batch_norm else nn.Identity()
+        self.gating = ContextGating(self.qrnn.out_size) if config.context_gating else nn.Identity()
         self.dropout = nn.Dropout(config.dropout)
         self.input_dropout = nn.Dropout(config.input_dropout)
         self.classifier = make_classifier(
@@ -402,4 +406,4 @@ class QRNNClassifier(nn.Module):
         else:  # the last true step; for backward-direction channels that is step 0
             last = h[torch.arange(B, device=h.device), lengths - 1]  # (B, out_size)
             pooled = torch.where(self.qrnn.backward_channels, h[:, 0], last)
-        return self.classifier(self.dropout(pooled))  # (B, K)
+        return self.classifier(self.dropout(self.gating(self.norm(pooled))))  # (B, K)

@@ -38,6 +38,14 @@ class LogisticConfig:
     num_classes: int = NUM_CLASSES  # K, the vocabulary size
     input_size: int = FEATURE_DIM  # D, 1024 rgb + 128 audio
     l2_normalize: bool = True  # per-frame l2 normalization of the input, as the starter does
+    batch_norm: bool = False  # batch norm on the (averaged) input before the classifier
+    dropout: float = 0.0  # dropout on the classifier's input (training only)
+
+
+def _input_layers(config: LogisticConfig | MoEConfig) -> nn.Module:
+    """Batch norm and dropout on the averaged input vector, as the config asks (identity by default)."""
+    layers = [nn.BatchNorm1d(config.input_size)] if config.batch_norm else []
+    return nn.Sequential(*layers, nn.Dropout(config.dropout)) if config.dropout > 0 else nn.Sequential(*layers)
 
 
 @register_model("logistic", LogisticConfig)
@@ -47,13 +55,14 @@ class LogisticClassifier(nn.Module):
     def __init__(self, config: LogisticConfig) -> None:
         super().__init__()
         self.config = config
+        self.inputs = _input_layers(config)
         self.classifier = nn.Linear(config.input_size, config.num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
         if self.config.l2_normalize:
             x = l2_normalize_frames(x)
-        return self.classifier(masked_mean(x, lengths))  # (B, K)
+        return self.classifier(self.inputs(masked_mean(x, lengths)))  # (B, K)
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,8 @@ class MoEConfig:
     num_mixtures: int = 2  # M logistic experts, plus the dummy expert that always predicts 0
     init_prior: float = 0.0  # if > 0: every class starts at this probability (0: the starter's init)
     l2_normalize: bool = True  # per-frame l2 normalization of the input
+    batch_norm: bool = False  # batch norm on the (averaged) input before the classifier
+    dropout: float = 0.0  # dropout on the classifier's input (training only)
 
 
 @register_model("moe", MoEConfig)
@@ -82,13 +93,14 @@ class MoEClassifier(nn.Module):
     def __init__(self, config: MoEConfig) -> None:
         super().__init__()
         self.config = config
+        self.inputs = _input_layers(config)
         self.classifier = make_classifier("moe", config.input_size, config.num_classes, config.num_mixtures, config.init_prior)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
         if self.config.l2_normalize:
             x = l2_normalize_frames(x)
-        return self.classifier(masked_mean(x, lengths))  # (B, K)
+        return self.classifier(self.inputs(masked_mean(x, lengths)))  # (B, K)
 
 
 # ------------------------------------------------------------------------------------------------

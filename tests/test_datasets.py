@@ -171,3 +171,24 @@ def test_cache_errors_name_the_command(tmp_path):
     with pytest.raises(DataError, match="stale"):
         open_cache(cfg)
     assert Path(cfg.cache).is_dir()
+
+
+def test_yt8m_exclude_files_holds_a_slice_of_the_train_glob_out(tmp_path):
+    """data.exclude_files removes a tuning slice from the train glob (it can then be scored as val_files)."""
+    from data.yt8m import write_yt8m
+
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        videos = [{"id": f"s{k}v{i}", "labels": [int(k)], "rgb": rng.normal(size=1024).astype(np.float32),
+                   "audio": rng.normal(size=128).astype(np.float32)} for i in range(2)]
+        write_yt8m(tmp_path / f"train{k:04d}.tfrecord", videos, level="video")
+    glob_all, held = str(tmp_path / "train*.tfrecord"), str(tmp_path / "train0002.tfrecord")
+    cfg = DataConfig(dataset="yt8m", train_files=glob_all, exclude_files=held, val_files=held, workers=0)
+    splits = build_datasets(cfg, seed=0)
+    assert [p.name for p in splits.train.files] == ["train0000.tfrecord", "train0001.tfrecord"]
+    assert [p.name for p in splits.val.files] == ["train0002.tfrecord"]
+    assert [p.name for p in build_datasets(DataConfig(dataset="yt8m", train_files=glob_all), seed=0).train.files] == [
+        f"train{k:04d}.tfrecord" for k in range(3)
+    ]
+    with pytest.raises(DataError, match="leaves no file"):
+        build_datasets(DataConfig(dataset="yt8m", train_files=held, exclude_files=glob_all), seed=0)

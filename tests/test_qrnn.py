@@ -185,3 +185,24 @@ def test_dense_stack_concatenates_input_and_every_layer():
     torch.testing.assert_close(out[..., 4:7], h1.transpose(0, 1))
     h2 = qrnn.layers[1][0](torch.cat([x.transpose(0, 1), h1], dim=-1))
     torch.testing.assert_close(out[..., 7:], h2.transpose(0, 1))
+
+
+def test_batch_norm_and_context_gating_on_the_pooled_vector():
+    """batch_norm then context gating (Miech et al. 2017: h * sigmoid(W h + b)) between pooling and
+    the classifier; padding still never leaks."""
+    torch.manual_seed(8)
+    model = create_model("qrnn", num_classes=3, input_size=4, hidden_size=5, num_layers=1, window=1, dense=True,
+                         batch_norm=True, context_gating=True)  # fmt: skip
+    model.train()
+    model(torch.randn(16, 1, 4), torch.ones(16, dtype=torch.long))  # move the running statistics
+    model.eval()
+    x = torch.randn(2, 1, 4)
+    pooled = model.qrnn(x / x.norm(dim=-1, keepdim=True) * 2.0)[:, 0]  # (B, 4 + 5)
+    bn = model.norm
+    h = (pooled - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+    h = h * torch.sigmoid(model.gating.gate(h))
+    torch.testing.assert_close(model(x, torch.tensor([1, 1])), model.classifier(h))
+    seq = create_model("qrnn", num_classes=3, input_size=4, hidden_size=5, num_layers=2, batch_norm=True,
+                       context_gating=True).eval()  # fmt: skip
+    xs, lengths = torch.randn(2, 6, 4), torch.tensor([6, 2])
+    torch.testing.assert_close(seq(xs, lengths)[1:], seq(xs[1:, :2], torch.tensor([2])), atol=1e-6, rtol=1e-5)

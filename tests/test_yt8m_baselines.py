@@ -12,6 +12,8 @@ K, D = 11, 12
 TINY = {
     "logistic": {},
     "moe": {"num_mixtures": 2},
+    "moe_bn": {"num_mixtures": 4, "batch_norm": True, "dropout": 0.3},
+    "logistic_bn": {"batch_norm": True, "dropout": 0.3},
     "frame_logistic": {},
     "dbof": {"cluster_size": 16, "hidden_size": 8, "iterations": 5},
     "frame_lstm": {"hidden_size": 6, "num_layers": 2},
@@ -22,7 +24,7 @@ TINY = {
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_feature_model_tiny(name):
     torch.manual_seed(0)
-    model = create_model(name, num_classes=K, input_size=D, **TINY[name])
+    model = create_model(name.removesuffix("_bn"), num_classes=K, input_size=D, **TINY[name])
     lengths = torch.tensor([5, 2, 1])
     x = torch.randn(3, 5, D)
     model.train()
@@ -100,3 +102,18 @@ def test_ensemble_averages_member_probabilities(tmp_path):
     save_checkpoint(tmp_path / "other", models[0], class_names=names[::-1], input_spec=spec, multi_label=True)
     with pytest.raises(Exception, match="class names differ"):
         load_ensemble([tmp_path / "m0", tmp_path / "other"])
+
+
+@pytest.mark.parametrize("name", ["logistic", "moe"])
+def test_batch_norm_and_dropout_act_on_the_averaged_input(name):
+    torch.manual_seed(3)
+    model = create_model(name, num_classes=K, input_size=D, batch_norm=True, dropout=0.5)
+    model.train()
+    model(torch.randn(16, 1, D), torch.ones(16, dtype=torch.long))  # move the running statistics
+    model.eval()
+    x, lengths = torch.randn(2, 3, D), torch.tensor([3, 1])
+    v = masked_mean(l2_normalize_frames(x), lengths)
+    bn = model.inputs[0]
+    want = model.classifier((v - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias)
+    torch.testing.assert_close(model(x, lengths), want)  # no dropout in evaluation
+    assert list(create_model(name, num_classes=K, input_size=D).inputs.state_dict()) == []  # old checkpoints load

@@ -84,4 +84,10 @@ MUTATIONS = (
         "return total / T",
         ("tests/test_yt8m_baselines.py", "-k", "masked_mean"),
     ),
+    Mutation(
+        "context gating returns the gate instead of the gated input", "models/common.py",
+        "return x * torch.sigmoid(self.gate(x))",
+        "return torch.sigmoid(self.gate(x))",
+        ("tests/test_qrnn.py", "-k", "context_gating"),
+    ),
 )
