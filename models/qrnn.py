@@ -40,7 +40,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from models.common import FEATURE_DIM, NUM_CLASSES, ContextGating, l2_normalize_frames, length_mask, make_classifier
+from models.common import (
+    FEATURE_DIM,
+    NUM_CLASSES,
+    ContextGating,
+    l2_normalize_frames,
+    length_mask,
+    make_classifier,
+)
 from models.registry import register_model
 
 POOLINGS = ("f", "fo", "ifo")
