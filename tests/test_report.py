@@ -86,25 +86,13 @@ def _chromium():
 def test_report_renders_in_headless_chromium(tmp_path):
     path = tmp_path / "report.html"
     write_report(path, _predictions())
-    flags = [
-        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-    ]
-    # A copy of the page with a script that clicks the "score" header twice (descending sort):
-    # the DOM Chromium dumps shows whether the report's own sorting script works.
-    clicked = tmp_path / "clicked.html"
-    clicks = '<script>var h = document.querySelector(\'th[data-col="4"]\'); h.click(); h.click();</script>'
-    clicked.write_text(path.read_text(encoding="utf-8").replace("</body>", clicks + "</body>"), encoding="utf-8")
-    dom = subprocess.run(
-        flags + ["--virtual-time-budget=2000", "--dump-dom", clicked.as_uri()],
-        capture_output=True, text=True, timeout=60,
-    ).stdout
+    dom = _dom_sorted_by_score(path, tmp_path)
     p = _Collect()
     p.feed(dom)
     assert [cells[1] for _, cells in p.rows] == [EVIL, "clips/a.mp4", "clips/broken.avi"]  # 0.9, 0.7, none
     assert len(p.imgs) == 7 and all(s.startswith("data:image/jpeg") for s in p.imgs)
     shot = tmp_path / "report.png"
-    subprocess.run(flags + ["--window-size=1200,600", f"--screenshot={shot}", path.as_uri()],
+    subprocess.run(_chromium_flags(tmp_path) + ["--window-size=1200,600", f"--screenshot={shot}", path.as_uri()],
                    capture_output=True, timeout=60)
     img = cv2.imread(str(shot))
     assert img is not None and img.shape[:2] == (600, 1200)
@@ -276,26 +264,35 @@ def test_timeline_renders_and_sorts_in_headless_chromium(tmp_path):
     long = _video("long.mp4", 1000.0, _segs([10 * j for j in range(100)], 10, tops, 1000.0))
     long.labels = [("walk", 0.95)]
     write_report(path, _predictions() + [long])
-    flags = [
-        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-    ]
-    clicked = tmp_path / "clicked.html"
-    clicks = '<script>var h = document.querySelector(\'th[data-col="4"]\'); h.click(); h.click();</script>'
-    clicked.write_text(path.read_text(encoding="utf-8").replace("</body>", clicks + "</body>"), encoding="utf-8")
-    dom = subprocess.run(
-        flags + ["--virtual-time-budget=2000", "--dump-dom", clicked.as_uri()],
-        capture_output=True, text=True, timeout=60,
-    ).stdout
+    dom = _dom_sorted_by_score(path, tmp_path)
     p = _Collect()
     p.feed(dom)
     assert [cells[1] for _, cells in p.rows] == ["long.mp4", EVIL, "clips/a.mp4", "clips/broken.avi"]
     assert _parse(dom).row_classes == [None, "ok", "timeline", "ok", "ok", "error"]  # the strip moved with it
     shot = tmp_path / "report.png"
-    subprocess.run(flags + ["--window-size=1200,700", f"--screenshot={shot}", path.as_uri()],
+    subprocess.run(_chromium_flags(tmp_path) + ["--window-size=1200,700", f"--screenshot={shot}", path.as_uri()],
                    capture_output=True, timeout=60)
     img = cv2.imread(str(shot)).astype(int)
     colours = label_colours([long])
     for label in ("walk", "run", "swim"):  # each label's colour is on screen (BGR)
         rgb = [int(colours[label][i:i + 2], 16) for i in (1, 3, 5)]
         assert (np.abs(img - rgb[::-1]).sum(axis=2) < 12).mean() > 0.002, label
+
+
+def _dom_sorted_by_score(path, tmp_path) -> str:
+    """The DOM headless Chromium dumps for a copy of the page with a script that clicks the "score"
+    header twice (descending sort): it shows whether the report's own sorting script works."""
+    clicked = tmp_path / "clicked.html"
+    clicks = '<script>var h = document.querySelector(\'th[data-col="4"]\'); h.click(); h.click();</script>'
+    clicked.write_text(path.read_text(encoding="utf-8").replace("</body>", clicks + "</body>"), encoding="utf-8")
+    return subprocess.run(
+        _chromium_flags(tmp_path) + ["--virtual-time-budget=2000", "--dump-dom", clicked.as_uri()],
+        capture_output=True, text=True, timeout=60,
+    ).stdout
+
+
+def _chromium_flags(tmp_path) -> list[str]:
+    return [
+        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+    ]
