@@ -232,7 +232,6 @@ class _Worker:
         ctx = worker_context()
         self.tasks_recv, self.tasks = ctx.Pipe(duplex=False)
         self.events, events_send = ctx.Pipe(duplex=False)
-        _widen_pipe(self.events)
         self.ring = None
         if ctx.get_start_method() == "fork":
             W, H = job_args["size"]
@@ -262,18 +261,6 @@ class _Worker:
                 os.kill(self.process.pid, signal.SIGTERM)
         self.tasks.close()
         self.events.close()
-
-
-def _widen_pipe(conn: mpc.Connection) -> None:
-    """Ask Linux for a 1 MiB pipe buffer (default 64 KiB): a chunk of frames then crosses in far fewer
-    reads and context switches. Elsewhere, or when refused, the default stays."""
-    F_SETPIPE_SZ = 1031  # <linux/fcntl.h>  # noqa: N806
-    try:
-        import fcntl
-
-        fcntl.fcntl(conn.fileno(), F_SETPIPE_SZ, 1 << 20)
-    except (ImportError, OSError):
-        pass
 
 
 class DecodePool:

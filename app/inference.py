@@ -290,10 +290,10 @@ class Classifier:
 
     def _whole_videos(self, events: Iterator[DecodeEvent | None]) -> Iterator[_Ready | Prediction | None]:
         """Each video's chunks put together (models that need the whole video at once)."""
-        from preprocessing.decode import MAX_OUTPUT_BYTES
+        from preprocessing.decode import VideoDecodeError, check_output_size
 
         parts: dict[int, list[np.ndarray]] = {}
-        held: dict[int, int] = {}  # bytes of each video's frames so far
+        held: dict[int, int] = {}  # frames of each video so far
         refused: set[int] = set()  # videos over the cap: their remaining events are dropped
         for ev in events:
             if ev is IDLE or ev is SPARE:
@@ -305,19 +305,19 @@ class Classifier:
                 parts[ev.index], held[ev.index] = [], 0
             elif ev.kind == "chunk":
                 parts[ev.index].append(ev.frames.copy())  # the decoder reuses the chunk's memory
-                held[ev.index] += ev.frames.nbytes
-                if held[ev.index] > MAX_OUTPUT_BYTES:  # video_to_array's cap, for models that need it all
-                    del parts[ev.index]
+                held[ev.index] += len(ev.frames)
+                try:  # video_to_array's cap, for models that need the whole video
+                    check_output_size(self.paths[ev.index], held[ev.index], (ev.frames.shape[2], ev.frames.shape[1]))
+                except VideoDecodeError as e:
+                    del parts[ev.index], held[ev.index]
                     refused.add(ev.index)
-                    yield Prediction(
-                        self.paths[ev.index], "video", (ev.index, 0),
-                        error=f"{self.paths[ev.index]}: too long for a model that reads whole videos "
-                              f"(over {MAX_OUTPUT_BYTES / 2**30:g} GiB of frames); pass --max-frames",
-                    )
+                    yield Prediction(self.paths[ev.index], "video", (ev.index, 0), error=one_line(str(e)))
             elif ev.kind == "error":
                 parts.pop(ev.index, None)
+                held.pop(ev.index, None)
                 yield Prediction(self.paths[ev.index], "video", (ev.index, 0), error=ev.error, thumbnails=ev.thumbnails)
             else:  # "end"
+                held.pop(ev.index)
                 x = np.concatenate(parts.pop(ev.index))
                 yield self._with_window(self._video_input(ev, x))
 

@@ -323,7 +323,7 @@ def decode_video(
             parts.clear()
             continue
         parts.append(chunk)
-        _check_output_size(path, chunks.planned_frames, (chunk.shape[2], chunk.shape[1]))
+        check_output_size(path, chunks.planned_frames, (chunk.shape[2], chunk.shape[1]))
     return DecodedVideo(np.concatenate(parts), chunks.backend)
 
 
@@ -529,8 +529,9 @@ def _check_complete(decoded_seconds: float, header_seconds: float) -> None:
         )
 
 
-def _check_output_size(path: str | os.PathLike, frames: int, size: tuple[int, int]) -> None:
-    """Refuse an output of `frames` frames above MAX_OUTPUT_BYTES (`video_to_array` only)."""
+def check_output_size(path: str | os.PathLike, frames: int, size: tuple[int, int]) -> None:
+    """Refuse an output of `frames` frames of `size` (W, H) above MAX_OUTPUT_BYTES: `video_to_array`
+    checks it as chunks come, and so does anything else that holds a whole video (VideoChunks does not)."""
     nbytes = frames * size[0] * size[1] * 3
     if nbytes > MAX_OUTPUT_BYTES:
         raise VideoDecodeError(

@@ -209,7 +209,9 @@ def test_models_that_read_whole_videos_refuse_one_over_the_cap(tmp_path, checkpo
     preds = classify(discover_inputs([long, short]), checkpoint,
                      options=InferenceOptions(workers=0, stream=False, chunk_frames=16)).predictions
     assert [p.ok for p in preds] == [False, True]
-    assert preds[0].error == f"{long}: too long for a model that reads whole videos (over {50 * W * H * 3 / 2**30:g} GiB of frames); pass --max-frames"
+    with pytest.raises(preprocessing.decode.VideoDecodeError) as refused:  # video_to_array's own words
+        preprocessing.decode.check_output_size(str(long), 64, (W, H))  # refused at the 4th 16-frame chunk
+    assert preds[0].error == str(refused.value)
 
 
 def test_cli_limits_and_leftovers(tmp_path, checkpoint, capsys):

@@ -64,4 +64,9 @@ MUTATIONS = (
         "buffer=self.buffer, offset=slot * self.slot_bytes)", "buffer=self.buffer, offset=0)",
         ("tests/test_timeline.py", "-k", "own_file"),
     ),
+    Mutation(
+        "a model reading whole videos counts only the last chunk against the cap", "app/inference.py",
+        "held[ev.index] += len(ev.frames)", "held[ev.index] = len(ev.frames)",
+        ("tests/test_timeline.py", "-k", "whole_videos"),
+    ),
 )
