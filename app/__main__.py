@@ -78,5 +78,23 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+# Commands whose process ends with `os._exit` once their outputs are written: tearing down an
+# interpreter that imported torch takes a third of a second, a tenth of classifying a short video.
+FAST_EXIT = {"classify"}
+
+
+def program(argv: list[str] | None = None) -> int:
+    """`main` as a program (`python -m app`, the `vidclass` script): a FAST_EXIT command's process
+    ends right after it returns, with its output flushed; in-process callers use `main`."""
+    argv = sys.argv[1:] if argv is None else argv
+    rc = main(argv)
+    if next((a for a in argv if not a.startswith("-")), None) in FAST_EXIT:
+        logging.shutdown()  # flushes the log handlers
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(rc)
+    return rc
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program())

@@ -209,9 +209,13 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
         if set(dict(model.named_buffers())) - expected.keys():
             # a buffer computed at construction and not saved (persistent=False): build it for real
             model = create_model(meta["model_name"], **meta["model_config"])
-        else:  # memory for the weights, left uninitialized: load_state_dict fills all of it
-            model = model.to_empty(device="cpu")
-        model.load_state_dict(state)  # strict: the names were checked above
+            model.load_state_dict(state)  # strict: the names were checked above
+        else:
+            # the file's tensors become the weights, in the model's dtypes (as a copying load would
+            # convert them); no meta -> CPU `to_empty`, whose first call imports sympy (~0.3 s of
+            # every classify's start-up)
+            dtypes = {k: v.dtype for k, v in model.state_dict().items()}
+            model.load_state_dict({k: v.to(dtypes[k]) for k, v in state.items()}, assign=True)
     except (RuntimeError, MemoryError) as e:  # out of memory for a model this large, or a dtype it refuses
         reason = " ".join(str(e).split())
         raise CheckpointError(f"{weights}: cannot load into model {meta['model_name']!r} ({reason[:300]})") from None

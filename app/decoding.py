@@ -14,9 +14,9 @@ restart gives exactly `preprocessing.video_to_array` of the file; nothing here h
 
 Each worker is a process with two pipes, tasks in and events out, and (where workers are forked) a
 ring of shared-memory slots for the frames: a chunk is written once by the worker and read in place
-by the main process, which frees the slot when it asks for the next event. The ring holds
-`AHEAD_BYTES` of frames: the most a worker decodes ahead of its consumer, so memory stays bounded
-whatever the videos' lengths. A worker is handed its next video when it is done with one (`ahead`
+by the main process, which frees the slot when it asks for the next event. The rings hold
+`AHEAD_BYTES` of frames in all: the most the workers decode ahead of their consumer, so memory stays
+bounded whatever the videos' lengths. A worker is handed its next video when it is done with one (`ahead`
 videos may wait behind it; none by default, so that the largest videos spread over the workers).
 Since the main process assigns every video to one worker, and a pipe keeps what was written before
 its writer died, a worker that dies (an FFmpeg segfault, the OOM killer) costs exactly the video it
@@ -157,7 +157,10 @@ class ThumbnailPicker:
 # ----------------------------------------------------------------------------- the worker processes
 
 
-AHEAD_BYTES = 64 * 2**20  # decoded frames a worker may hold beyond what its consumer has taken
+# Decoded frames the workers together may hold beyond what their consumer has taken, split evenly
+# among them. It is also how far they get while the main process imports torch and loads the model
+# (about a second): 128 MB is ~0.3 s of decoding UCF11-sized frames.
+AHEAD_BYTES = 128 * 2**20
 
 
 def _worker_main(
@@ -226,7 +229,7 @@ class _Ring:
 class _Worker:
     """A worker process and what the main process assigned to it, oldest (being decoded) first."""
 
-    def __init__(self, job_args: dict[str, Any]) -> None:
+    def __init__(self, job_args: dict[str, Any], ring_bytes: int) -> None:
         from preprocessing.workers import worker_context
 
         ctx = worker_context()
@@ -235,7 +238,7 @@ class _Worker:
         self.ring = None
         if ctx.get_start_method() == "fork":
             W, H = job_args["size"]
-            self.ring = _Ring(ctx, job_args["chunk_frames"] * W * H * 3, AHEAD_BYTES)
+            self.ring = _Ring(ctx, job_args["chunk_frames"] * W * H * 3, ring_bytes)
         self.current = ctx.Value("q", -1, lock=False)  # the video being decoded (see _worker_main)
         self.process = ctx.Process(
             target=_worker_main, args=(self.tasks_recv, events_send, os.getpid(), job_args, self.ring, self.current),
@@ -295,8 +298,10 @@ class DecodePool:
 
             import preprocessing  # noqa: F401
 
-            for _ in range(min(workers, len(self._todo))):
-                self._workers.append(_Worker(self.job_args))
+            n = min(workers, len(self._todo))
+            self.ring_bytes = AHEAD_BYTES // n  # each worker's share
+            for _ in range(n):
+                self._workers.append(_Worker(self.job_args, self.ring_bytes))
             self._hand_out()
 
     def _hand_out(self) -> None:
@@ -368,7 +373,7 @@ class DecodePool:
             log.warning("a decoding process died (exit code %s) between videos", w.process.exitcode)
         self._todo.extend(reversed(w.assigned))  # those it had not started go next
         if self._todo:
-            self._workers.append(_Worker(self.job_args))
+            self._workers.append(_Worker(self.job_args, self.ring_bytes))
             self._hand_out()
 
 

@@ -242,8 +242,13 @@ def test_qrnn_zoneout_in_training_keeps_the_old_state_with_probability_p():
 def test_tt_layer_equals_the_matrix_built_entry_by_entry():
     """W[(j1..jd), (i1..id)] = G1[:, i1, j1, :] @ ... @ Gd[:, id, jd, :], row-major flat indices
     (i1, j1 most significant), built with a loop over every index; the layer is x @ W.T + b for
-    every split of the contraction (merge = 1..d)."""
-    in_modes, out_modes, ranks = (2, 3, 2), (3, 1, 2), (1, 2, 3, 1)
+    every split of the contraction (merge = 1..d); the second shape is one where inference takes the
+    two-step path (`_tt_linear_two_steps`) at merge 2."""
+    for in_modes, out_modes, ranks in [((2, 3, 2), (3, 1, 2), (1, 2, 3, 1)), ((2, 6, 8), (2, 4, 3), (1, 2, 2, 1))]:
+        _check_tt_layer_entry_by_entry(in_modes, out_modes, ranks)
+
+
+def _check_tt_layer_entry_by_entry(in_modes, out_modes, ranks):
     for merge in (1, 2, 3):
         torch.manual_seed(4)
         layer = TTLinear(in_modes=in_modes, out_modes=out_modes, ranks=ranks, merge=merge).double()
@@ -259,7 +264,7 @@ def test_tt_layer_equals_the_matrix_built_entry_by_entry():
                 for core, ik, jk in zip(cores, i, j):
                     m = m @ core[:, ik, jk, :]
                 W[np.ravel_multi_index(j, out_modes), np.ravel_multi_index(i, in_modes)] = m[0, 0]
-        x = torch.randn(4, 12, dtype=torch.float64)
+        x = torch.randn(4, math.prod(in_modes), dtype=torch.float64)
         with torch.no_grad():
             torch.testing.assert_close(layer(x), x @ W.T + layer.bias)
             torch.testing.assert_close(layer.dense_weight(), W)

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+import models.tt as tt_module
 from models.tt import TTLinear, _default_merge, tt_linear, tt_linear_reference
 
 SHAPES = [  # (in_modes, out_modes, ranks)
@@ -91,6 +92,43 @@ def test_fast_path_equals_reference_float64(monkeypatch, in_modes, out_modes, ra
             _assert_same(y, y_ref)
             for got, want in zip(torch.autograd.grad((y * g).sum(), leaves), grads_ref, strict=True):
                 _assert_same(got, want)
+
+
+TWO_STEP_SHAPES = [  # (in_modes, out_modes, ranks): the inference path's cases, each pays (asserted)
+    ((6, 8), (4, 3), (1, 2, 1)),  # two modes: no leading stage
+    ((3, 10, 9), (2, 3, 2), (1, 3, 2, 1)),
+    ((2, 3, 10, 9), (3, 2, 4, 3), (1, 2, 3, 2, 1)),
+    ((8, 20, 20, 18), (12, 4, 4, 4), (1, 4, 4, 4, 1)),  # UCF11's TT-GRU
+]
+
+
+@pytest.mark.parametrize("chunk", ["rows", "one chunk"])
+@pytest.mark.parametrize("in_modes,out_modes,ranks", TWO_STEP_SHAPES)
+def test_inference_two_steps_equal_reference(monkeypatch, in_modes, out_modes, ranks, chunk):
+    """Without autograd the CPU path contracts the last two modes one at a time
+    (`_tt_linear_two_steps`): equal to the formula for uint8 and float inputs, affine maps with and
+    without a shift, 1-D and batched inputs, several chunks (the last one short) or one; with
+    autograd on, or under autocast, the same call takes the merged GEMM instead."""
+    if chunk == "rows":
+        monkeypatch.setattr("models.tt._STEP_ELEMENTS", 1)  # one row per chunk
+    torch.manual_seed(len(in_modes))
+    D, N = math.prod(in_modes), math.prod(out_modes)
+    cores = [torch.randn(ranks[k], in_modes[k], out_modes[k], ranks[k + 1], dtype=torch.float64)
+             for k in range(len(in_modes))]  # fmt: skip
+    bias = torch.randn(N, dtype=torch.float64)
+    assert tt_module._two_steps_pay(torch.zeros(1, D), cores, len(in_modes) - 2, None) is False  # grad on
+    with torch.no_grad():
+        assert tt_module._two_steps_pay(torch.zeros(1, D), cores, len(in_modes) - 2, None)
+        assert not tt_module._two_steps_pay(torch.zeros(1, D), cores, len(in_modes) - 1, None)
+        for x, in_scale, in_shift, b in [
+            (torch.randint(0, 256, (3, 5, D), dtype=torch.uint8), 1 / 255, -0.5, bias),
+            (torch.randn(7, D, dtype=torch.float64), 0.7, 0.0, None),
+            (torch.randn(D, dtype=torch.float64), 1.3, 0.4, bias),
+        ]:
+            kw = dict(in_scale=in_scale, in_shift=in_shift)
+            y = tt_linear(x, cores, b, merge=2, **kw)
+            assert y.shape == (*x.shape[:-1], N) and y.dtype == torch.float64
+            _assert_same(y, tt_linear_reference(x, cores, b, **kw))
 
 
 @pytest.mark.parametrize("in_modes,out_modes,ranks", REFERENCE_SHAPES)

@@ -19,6 +19,24 @@ MUTATIONS = (
         (GUARDS, "-k", "tt_layer_equals_the_matrix"),
     ),
     Mutation(
+        "TT inference path (two steps) leaves the output modes of the last two cores swapped", "models/tt.py",
+        "return out.view(rows, N_p, n2, n1).transpose(2, 3).reshape(rows, N_p * n1 * n2)",
+        "return out.view(rows, N_p, n2, n1).reshape(rows, N_p * n1 * n2)",
+        (GUARDS, "-k", "tt_layer_equals_the_matrix"),
+    ),
+    Mutation(
+        "TT inference path (two steps) contracts the last core's rank in the wrong order", "models/tt.py",
+        "At = cores[-1][..., 0].permute(2, 0, 1).reshape(n2 * r1, m2)",
+        "At = cores[-1][..., 0].permute(2, 0, 1).transpose(0, 1).reshape(n2 * r1, m2)",
+        (GUARDS, "-k", "tt_layer_equals_the_matrix"),
+    ),
+    Mutation(
+        "TT inference path (two steps) drops the input shift", "models/tt.py",
+        "out = torch.add(ones.mul_(shift), out, alpha=scale)",
+        "out = torch.add(ones.mul_(0.0), out, alpha=scale)",
+        ("tests/test_tt.py", "-k", "two_steps"),
+    ),
+    Mutation(
         "TT-GRU update and reset gates swapped", "models/tt_rnn.py",
         "z, r = torch.addmm(gx_t[:, : 2 * H], hd, U_zr).sigmoid_().chunk(2, dim=1)",
         "r, z = torch.addmm(gx_t[:, : 2 * H], hd, U_zr).sigmoid_().chunk(2, dim=1)",
