@@ -55,8 +55,12 @@ log = logging.getLogger(__name__)
 # two (chunk sizes compared in docs/BENCHMARKS.md, "TT layer and TT-RNN" and "Figures formerly quoted
 # in the code").
 _CHUNK_ELEMENTS = 1 << 21
-# ... and in `_first_stage_two_steps`, rows whose intermediate Y holds about this many floats (1 MB).
+# ... and in `_tt_linear_two_steps`, rows whose intermediate Y holds about this many floats (1 MB).
 _STEP_ELEMENTS = 1 << 18
+# ... and its batched matmuls (one per m1 * m2 inputs) need at least this many multiply-adds each:
+# with UCF11's 18 x 20 -> 16 (5,760) the TT map takes 5/6 of the merged GEMM's time, with the 32x24
+# demo model's 12 x 8 -> 8 (768) twice its time.
+_MIN_STEP_MACS = 2048
 # Smallest inner dimension K for which the first GEMM is efficient; see `_default_merge`.
 _MIN_FIRST_K = 64
 
@@ -139,16 +143,18 @@ class _FirstStage(torch.autograd.Function):
 
 
 def _two_steps_pay(x: torch.Tensor, cores: Sequence[torch.Tensor], p: int, in_mask) -> bool:
-    """Whether `_first_stage_two_steps` replaces `_FirstStage`: inference on CPU (no autograd, no
-    input dropout), a first stage of the last two modes, and at most 3/4 of its multiply-adds."""
+    """Whether `_tt_linear_two_steps` replaces the merged first stage: inference on CPU (no autograd,
+    no input dropout, no autocast: bfloat16 runs the merged GEMM faster), a first stage of the last
+    two modes, at most 3/4 of its multiply-adds, and batched matmuls of at least `_MIN_STEP_MACS`
+    multiply-adds each (smaller ones cost more in per-matrix overhead than they save)."""
     if torch.is_grad_enabled() or in_mask is not None or x.device.type != "cpu" or p != len(cores) - 2:
         return False
-    if capturing_graph() or torch.is_autocast_enabled("cpu"):  # (bfloat16 runs the merged GEMM faster)
+    if capturing_graph() or torch.is_autocast_enabled("cpu"):
         return False
     (r0, m1, n1, r1), (_, m2, n2, _) = cores[-2].shape, cores[-1].shape
     merged = m1 * m2 * n1 * n2 * r0  # per m1*m2 input values: one GEMM into (n1 n2 r0)
     two = m1 * m2 * n2 * r1 + m1 * n2 * r1 * n1 * r0  # into (n2 r1) per m1 row, then over (m1, r1)
-    return 4 * two <= 3 * merged
+    return 4 * two <= 3 * merged and m1 * m2 * n2 * r1 >= _MIN_STEP_MACS
 
 
 def _tt_linear_two_steps(x, cores, scale, shift, chunk_rows):

@@ -239,11 +239,12 @@ def test_qrnn_zoneout_in_training_keeps_the_old_state_with_probability_p():
 # --- TT layer: the matrix entry by entry ----------------------------------------------------------
 
 
-def test_tt_layer_equals_the_matrix_built_entry_by_entry():
+def test_tt_layer_equals_the_matrix_built_entry_by_entry(monkeypatch):
     """W[(j1..jd), (i1..id)] = G1[:, i1, j1, :] @ ... @ Gd[:, id, jd, :], row-major flat indices
     (i1, j1 most significant), built with a loop over every index; the layer is x @ W.T + b for
     every split of the contraction (merge = 1..d); the second shape is one where inference takes the
-    two-step path (`_tt_linear_two_steps`) at merge 2."""
+    two-step path (`_tt_linear_two_steps`) at merge 2 (its size threshold lowered to let it)."""
+    monkeypatch.setattr("models.tt._MIN_STEP_MACS", 1)
     for in_modes, out_modes, ranks in [((2, 3, 2), (3, 1, 2), (1, 2, 3, 1)), ((2, 6, 8), (2, 4, 3), (1, 2, 2, 1))]:
         _check_tt_layer_entry_by_entry(in_modes, out_modes, ranks)
 

@@ -94,6 +94,21 @@ def test_fast_path_equals_reference_float64(monkeypatch, in_modes, out_modes, ra
                 _assert_same(got, want)
 
 
+def test_inference_two_steps_only_where_they_pay():
+    """UCF11's TT-GRU map takes the two-step path without autograd; the 32x24 demo model's (batched
+    matmuls too small to pay) and any map with autograd on keep the merged GEMM."""
+    ucf11 = TTLinear(in_modes=(8, 20, 20, 18), out_modes=(12, 4, 4, 4), ranks=(1, 4, 4, 4, 1))
+    demo = TTLinear(in_modes=(4, 6, 8, 12), out_modes=(12, 4, 4, 2), ranks=(1, 4, 4, 4, 1))
+    x = torch.zeros(1, 1)
+    assert not tt_module._two_steps_pay(x, list(ucf11.cores), 2, None)  # autograd on
+    with torch.no_grad():
+        assert tt_module._two_steps_pay(x, list(ucf11.cores), 2, None)
+        assert not tt_module._two_steps_pay(x, list(demo.cores), 2, None)
+        assert not tt_module._two_steps_pay(x, list(ucf11.cores), 2, torch.ones(1, ucf11.in_features))  # dropout
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not tt_module._two_steps_pay(x, list(ucf11.cores), 2, None)
+
+
 TWO_STEP_SHAPES = [  # (in_modes, out_modes, ranks): the inference path's cases, each pays (asserted)
     ((6, 8), (4, 3), (1, 2, 1)),  # two modes: no leading stage
     ((3, 10, 9), (2, 3, 2), (1, 3, 2, 1)),
@@ -111,6 +126,8 @@ def test_inference_two_steps_equal_reference(monkeypatch, in_modes, out_modes, r
     autograd on, or under autocast, the same call takes the merged GEMM instead."""
     if chunk == "rows":
         monkeypatch.setattr("models.tt._STEP_ELEMENTS", 1)  # one row per chunk
+    if in_modes != (8, 20, 20, 18):  # small shapes: below the size where the path pays in time
+        monkeypatch.setattr("models.tt._MIN_STEP_MACS", 1)
     torch.manual_seed(len(in_modes))
     D, N = math.prod(in_modes), math.prod(out_modes)
     cores = [torch.randn(ranks[k], in_modes[k], out_modes[k], ranks[k + 1], dtype=torch.float64)
