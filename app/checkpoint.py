@@ -211,11 +211,12 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
             model = create_model(meta["model_name"], **meta["model_config"])
             model.load_state_dict(state)  # strict: the names were checked above
         else:
-            # the file's tensors become the weights, in the model's dtypes (as a copying load would
-            # convert them); no meta -> CPU `to_empty`, whose first call imports sympy (~0.3 s of
-            # every classify's start-up)
+            # fresh copies of the file's tensors become the weights, in the model's dtypes (as a
+            # copying load would convert them) and in torch's own aligned memory (safetensors'
+            # tensors need not be: kernels then round differently); no meta -> CPU `to_empty`,
+            # whose first call imports sympy (~0.3 s of every classify's start-up)
             dtypes = {k: v.dtype for k, v in model.state_dict().items()}
-            model.load_state_dict({k: v.to("cpu", dtypes[k]) for k, v in state.items()}, assign=True)
+            model.load_state_dict({k: v.to("cpu", dtypes[k], copy=True) for k, v in state.items()}, assign=True)
     except (RuntimeError, MemoryError) as e:  # out of memory for a model this large, or a dtype it refuses
         reason = " ".join(str(e).split())
         raise CheckpointError(f"{weights}: cannot load into model {meta['model_name']!r} ({reason[:300]})") from None
