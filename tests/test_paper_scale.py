@@ -61,6 +61,24 @@ def test_ci_size_stand_ins_read_as_their_dataset(standins, dataset, n, classes, 
         assert any(len(c.labels) == 2 for c in clips) or n < 30
 
 
+def test_each_ucf11_clip_shows_its_class_colour(standins):
+    """The learnable cue: the object's hue in the decoded pixels (saturated, bright ones, averaged)
+    is the clip's class's (k / 11 around the wheel), for every clip of the CI-size stand-in."""
+    import colorsys
+
+    from preprocessing import video_to_array
+
+    for clip in list_clips("ucf11", standins / "ucf11"):
+        (label,) = clip.labels
+        a = video_to_array(clip.path, fps=24.0, size=(160, 120)).astype(np.float32) / 255  # (T, H, W, 3)
+        hi, lo = a.max(-1), a.min(-1)
+        paint = ((hi - lo) > 0.7 * hi) & (hi > 0.6)  # the object's full-saturation pixels
+        assert paint.mean() > 0.05, clip.path
+        hue = colorsys.rgb_to_hsv(*a[paint].mean(0))[0]
+        want = mps.UCF11_CLASSES.index(label) / 11
+        assert min(abs(hue - want), 1 - abs(hue - want)) < 0.03, (clip.path, hue, want)
+
+
 def test_the_whole_chain_at_ci_size(standins, tmp_path, capsys):
     cache, runs = tmp_path / "cache", tmp_path / "runs"
     r = run_cli(capsys, ["preprocess", "--dataset", "ucf11", "--root", str(standins / "ucf11"), "--cache", str(cache),
