@@ -479,7 +479,7 @@ def bench_video(video: Path, minutes: float, checkpoint: Path, work: Path, limit
         cmd = [sys.executable, "-m", "app", "classify", str(video), "--checkpoint", str(checkpoint),
                "--output", str(out), "--workers", "1", "--no-progress", "--precision", precision]  # fmt: skip
         cls = timed_and_measured(cmd, limit, _folder(work / f"{video.stem}_classify_{precision}_logs"),
-                                 lambda: shutil.rmtree(out, ignore_errors=True))  # fmt: skip
+                                 lambda out=out: shutil.rmtree(out, ignore_errors=True))  # fmt: skip
         ok, why, frames = classified(out, video)
         if cls.returncode != 0 or not ok:
             print(f"  classify {precision}: exit {cls.returncode}{_killed(cls)}; {why or 'classified'}; "
