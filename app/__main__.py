@@ -91,7 +91,10 @@ def program(argv: list[str] | None = None) -> int:
     if next((a for a in argv if not a.startswith("-")), None) in FAST_EXIT:
         logging.shutdown()  # flushes the log handlers
         for stream in (sys.stdout, sys.stderr):
-            stream.flush()
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a reader that went away (`| head`), a closed stream
+                pass
         os._exit(rc)
     return rc
 
