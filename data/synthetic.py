@@ -143,6 +143,10 @@ def render(
     W, H = size
     n = len(footage)
     out = np.empty((len(path), H, W, 3), np.uint8)
+    channels = list(scene.channels)
+    # the contrast change as a table of its 256 results (the same float32 arithmetic per value)
+    levels = np.arange(256, dtype=np.float32)
+    lut = np.clip((levels - 128.0) * scene.gain + 128.0, 0, 255).round().astype(np.uint8) if scene.gain != 1.0 else None
     for t, (cx, cy, w) in enumerate(path):
         i = _bounce(scene.start + int(t * footage_step), n)
         frame = footage[n - 1 - i] if scene.reverse else footage[i]  # (h, w, 3)
@@ -157,10 +161,8 @@ def render(
         big = cv2.warpAffine(
             np.ascontiguousarray(frame), M, (2 * W, 2 * H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
         )  # (2H, 2W, 3)
-        out[t] = cv2.resize(big, (W, H), interpolation=cv2.INTER_AREA)  # (H, W, 3)
-    out = out[..., list(scene.channels)]
-    if scene.gain != 1.0:
-        out = np.clip((out.astype(np.float32) - 128.0) * scene.gain + 128.0, 0, 255).round().astype(np.uint8)
+        small = cv2.resize(big, (W, H), interpolation=cv2.INTER_AREA)[..., channels]  # (H, W, 3)
+        out[t] = small if lut is None else lut[small]
     return out
 
 
