@@ -362,7 +362,11 @@ class TrainState:
 
 
 def _zero_sums() -> dict[str, float]:
-    return {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
+    return {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0, "data_seconds": 0.0}
+
+
+# metrics.csv columns measured in wall-clock time: they differ between runs of the same training
+TIMING_COLUMNS = ("clips_per_s", "epoch_seconds", "data_share")
 
 
 @dataclass
@@ -525,7 +529,10 @@ def _run_epoch(run: _Run, st: TrainState, loader: DataLoader, sampler: BucketBat
         for _ in range(st.batch):
             next(data_iter, None)
     while not (tc.steps_per_epoch and st.batch >= tc.steps_per_epoch):
+        waited = time.perf_counter()
         batch = _next_batch(run, data_iter, sharded=sampler is not None)
+        # time the step waited for its batch (resume state from before this sum lacks the key)
+        st.sums["data_seconds"] = st.sums.get("data_seconds", 0.0) + time.perf_counter() - waited
         if batch is None:
             break
         _train_on(run, st, batch)
@@ -616,6 +623,8 @@ def _epoch_row(run: _Run, st: TrainState) -> dict[str, Any]:
         "train_accuracy": sums["correct"] / max(sums["seen"], 1) if not multi_label else float("nan"),
         "clips_per_s": sums["seen"] * run.dist_info.world / max(sums["seconds"], 1e-9),
         "epoch_seconds": sums["seconds"],
+        # the share of the epoch spent waiting for the data loader (0: reading never held training up)
+        "data_share": sums.get("data_seconds", 0.0) / max(sums["seconds"], 1e-9),
     }
 
 

@@ -231,8 +231,11 @@ def make(dataset: str, out: Path, *, scale: float, length_scale: float = 1.0, se
     else:  # forked workers inherit the footage; a job carries only its clip
         from concurrent.futures import ProcessPoolExecutor
 
+        import cv2
+
         from preprocessing.workers import worker_context
 
+        cv2.setNumThreads(1)  # inherited: each worker renders on one core, not all of them each
         with ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
             list(tqdm(pool.map(_write, jobs, chunksize=4), total=len(jobs), desc=dataset, unit="clip"))
     return clips

@@ -25,7 +25,15 @@ from train_fixtures import write_config, write_fake_cache
 
 from app.config import config_from_dict, load_config
 from app.metrics.classification import accuracy, classification_metrics, macro_map, per_class_ap
-from app.train import classifier_weights, load_resume, loss_fn, lr_factor, train_experiment, train_step
+from app.train import (
+    TIMING_COLUMNS,
+    classifier_weights,
+    load_resume,
+    loss_fn,
+    lr_factor,
+    train_experiment,
+    train_step,
+)
 from data.batch import Batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +60,7 @@ def weights(run: Path, name: str = "last") -> dict[str, torch.Tensor]:
 
 def csv_rows(run: Path) -> list[dict[str, str]]:
     """metrics.csv without the wall-clock columns."""
-    return [{k: v for k, v in r.items() if k not in ("clips_per_s", "epoch_seconds")}
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS}
             for r in csv.DictReader((run / "metrics.csv").open())]
 
 

@@ -20,7 +20,7 @@ from train_fixtures import write_config, write_fake_cache
 from app.__main__ import main
 from app.checkpoint import load_checkpoint
 from app.config import load_config
-from app.train import load_resume, train_experiment
+from app.train import TIMING_COLUMNS, load_resume, train_experiment
 from data.specs import PixelSpec
 from preprocessing.cache import read_cache
 
@@ -155,7 +155,7 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path):
     for name in full:
         assert torch.equal(full[name], resumed[name]), f"{name} differs after resume (killed at {killed_at})"
     rows = lambda run: [  # noqa: E731
-        {k: v for k, v in r.items() if k not in ("clips_per_s", "epoch_seconds")}
+        {k: v for k, v in r.items() if k not in TIMING_COLUMNS}
         for r in csv.DictReader((tmp_path / "runs" / run / "metrics.csv").open())
     ]
     assert rows("full") == rows("killed")
