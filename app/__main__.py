@@ -26,6 +26,11 @@ COMMANDS = {
 }
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The command argv names: its first argument that is not an option (None if there is none)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     prog = "vidclass" if os.path.basename(sys.argv[0]) == "vidclass" else "python -m app"  # the console script
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     # Build only the chosen command's parser: importing every command would import torch for --help.
-    chosen = next((a for a in argv if not a.startswith("-")), None)
+    chosen = _command_of(argv)
     parser = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -88,7 +93,7 @@ def program(argv: list[str] | None = None) -> int:
     ends right after it returns, with its output flushed; in-process callers use `main`."""
     argv = sys.argv[1:] if argv is None else argv
     rc = main(argv)
-    if next((a for a in argv if not a.startswith("-")), None) in FAST_EXIT:
+    if _command_of(argv) in FAST_EXIT:
         logging.shutdown()  # flushes the log handlers
         for stream in (sys.stdout, sys.stderr):
             try:

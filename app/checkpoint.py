@@ -190,7 +190,8 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
         )
     # Names and shapes are checked on the meta model, before any memory is given to it (a sidecar's
     # config could ask for terabytes).
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    meta_state = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in meta_state.items()}
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     missing, unexpected = sorted(expected.keys() - shapes.keys()), sorted(shapes.keys() - expected.keys())
     if missing or unexpected:
@@ -215,8 +216,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> Ch
             # copying load would convert them) and in torch's own aligned memory (safetensors'
             # tensors need not be: kernels then round differently); no meta -> CPU `to_empty`,
             # whose first call imports sympy (~0.3 s of every classify's start-up)
-            dtypes = {k: v.dtype for k, v in model.state_dict().items()}
-            model.load_state_dict({k: v.to("cpu", dtypes[k], copy=True) for k, v in state.items()}, assign=True)
+            model.load_state_dict({k: v.to("cpu", meta_state[k].dtype, copy=True) for k, v in state.items()}, assign=True)
     except (RuntimeError, MemoryError) as e:  # out of memory for a model this large, or a dtype it refuses
         reason = " ".join(str(e).split())
         raise CheckpointError(f"{weights}: cannot load into model {meta['model_name']!r} ({reason[:300]})") from None

@@ -507,6 +507,7 @@ def _restore(run: _Run) -> TrainState:
     run.scheduler.load_state_dict(saved["scheduler"])
     set_rng_state(saved["rng"])
     st = TrainState(**{f.name: saved[f.name] for f in dataclasses.fields(TrainState)})
+    st.sums = {**_zero_sums(), **st.sums}  # a state saved before a sum existed starts it at 0
     run.say(f"resumed from {run.resume_path}: epoch {st.epoch}, batch {st.batch}, step {st.step}")
     return st
 
@@ -531,8 +532,7 @@ def _run_epoch(run: _Run, st: TrainState, loader: DataLoader, sampler: BucketBat
     while not (tc.steps_per_epoch and st.batch >= tc.steps_per_epoch):
         waited = time.perf_counter()
         batch = _next_batch(run, data_iter, sharded=sampler is not None)
-        # time the step waited for its batch (resume state from before this sum lacks the key)
-        st.sums["data_seconds"] = st.sums.get("data_seconds", 0.0) + time.perf_counter() - waited
+        st.sums["data_seconds"] += time.perf_counter() - waited  # the step waited for its batch
         if batch is None:
             break
         _train_on(run, st, batch)
@@ -624,7 +624,7 @@ def _epoch_row(run: _Run, st: TrainState) -> dict[str, Any]:
         "clips_per_s": sums["seen"] * run.dist_info.world / max(sums["seconds"], 1e-9),
         "epoch_seconds": sums["seconds"],
         # the share of the epoch spent waiting for the data loader (0: reading never held training up)
-        "data_share": sums.get("data_seconds", 0.0) / max(sums["seconds"], 1e-9),
+        "data_share": sums["data_seconds"] / max(sums["seconds"], 1e-9),
     }
 
 

@@ -427,14 +427,14 @@ def tt_linear(
         in_mask_index = None
     p = len(cores) - (_default_merge(in_modes) if merge is None else merge)  # modes left for stage 2
     assert 0 <= p < len(cores), f"merge must be in 1..{len(cores)}"
-    suffix = _merge_cores(cores[p:])[..., 0]  # (r_p, K, J)
-    r_p, K, J = suffix.shape
-    A = suffix.permute(1, 2, 0).reshape(K, J * r_p)  # (K, J * r_p), columns (j..., r)
     # caches matter on CPU; a GPU takes the whole float batch at once (fewer kernel launches)
     chunk_rows = max(1, _CHUNK_ELEMENTS // D) if x.device.type == "cpu" else max(1, R)
     if _two_steps_pay(x2, cores, p, in_mask):  # inference: the same map in about half the FLOPs
         y = _tt_linear_two_steps(x2, cores, float(in_scale), float(in_shift), chunk_rows)
         return (y if bias is None else y + bias).view(*lead, N)
+    suffix = _merge_cores(cores[p:])[..., 0]  # (r_p, K, J)
+    r_p, K, J = suffix.shape
+    A = suffix.permute(1, 2, 0).reshape(K, J * r_p)  # (K, J * r_p), columns (j..., r)
     if capturing_graph():  # exporters cannot record a Python autograd.Function nor a chunk loop
         z = _first_stage_plain(x2, A, float(in_scale), float(in_shift), in_mask, in_mask_index)
     else:

@@ -118,6 +118,24 @@ def _train_cmd(config: Path, name: str, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
+def test_resume_from_a_state_saved_before_data_seconds_existed(tmp_path):
+    """A resume state written before the epoch sums had "data_seconds" resumes (that sum starts at 0)
+    and the resumed epoch still reports a data share."""
+    from app.train import save_resume
+
+    cache = write_fake_cache(tmp_path / "cache", per_class=4, splits={"train": 0.75, "test": 0.25})
+    cfg = load_config(write_config(tmp_path / "exp.toml", cache=cache, train={"epochs": 1}))
+    train_experiment(cfg)
+    state_file = tmp_path / "runs" / "exp" / "resume.pt"
+    state = load_resume(state_file)
+    del state["sums"]["data_seconds"], state["format"]
+    save_resume(state_file, state)
+    two = load_config(write_config(tmp_path / "exp.toml", cache=cache, train={"epochs": 2}))
+    train_experiment(two, resume=True)
+    rows = list(csv.DictReader((tmp_path / "runs" / "exp" / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and 0 < float(rows[-1]["data_share"]) < 1
+
+
 def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path):
     cache = write_fake_cache(tmp_path / "cache", per_class=14, splits={"train": 0.8, "test": 0.2})
     config = write_config(

@@ -38,8 +38,8 @@ MUTATIONS = (
     ),
     Mutation(
         "checkpoint weights kept in safetensors' unaligned buffers (kernels round differently)", "app/checkpoint.py",
-        'model.load_state_dict({k: v.to("cpu", dtypes[k], copy=True) for k, v in state.items()}, assign=True)',
-        'model.load_state_dict({k: v.to("cpu", dtypes[k]) for k, v in state.items()}, assign=True)',
+        'model.load_state_dict({k: v.to("cpu", meta_state[k].dtype, copy=True) for k, v in state.items()}, assign=True)',
+        'model.load_state_dict({k: v.to("cpu", meta_state[k].dtype) for k, v in state.items()}, assign=True)',
         ("tests/test_models_pixels.py", "-k", "checkpoint_round_trip"),
     ),
     Mutation(

@@ -10,6 +10,11 @@ GUARDS = "tests/test_guards_train.py"
 
 MUTATIONS = (
     Mutation(
+        "a resume state saved before data_seconds existed is taken as it is (no sum started)", FILE,
+        "st.sums = {**_zero_sums(), **st.sums}", "st.sums = dict(st.sums)",
+        ("tests/test_train.py", "-k", "before_data_seconds"),
+    ),
+    Mutation(
         "softmax cross-entropy instead of BCE for multi-label", FILE,
         "return F.binary_cross_entropy_with_logits(logits, y.float())",
         "return F.cross_entropy(logits, y.float())",
