@@ -25,6 +25,7 @@ reproduces the uninterrupted run exactly (bit for bit on CPU; on GPU with `deter
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -36,6 +37,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -115,7 +117,7 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor, multi_label: bool) -> torch.T
 
 def train_step(
     model: nn.Module,
-    batch: Batch,
+    batch: Batch | Sequence[Batch],
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     *,
@@ -127,25 +129,41 @@ def train_step(
     loss_scale: float = 1.0,
     precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One optimizer step on a batch; returns (data loss, logits, targets on the device).
+    """One optimizer step on a batch, or on a batch given as its micro-batches (their gradients
+    accumulated: the step of the whole batch); returns (data loss, logits, targets on the device).
     The objective is `loss_scale * loss + l2 * sum(w^2)` (loss_scale = K sums a multi-label loss over classes).
     `precision="bf16"` runs the forward under torch.autocast; weights, gradients and the loss stay float32."""
-    x, y = batch.x.to(device, non_blocking=True), batch.y.to(device, non_blocking=True)
-    with autocast(device, precision):
-        logits = model(x, batch.lengths)
-    logits = logits.float()
-    loss = loss_fn(logits, y, multi_label)
-    objective = loss * loss_scale if loss_scale != 1.0 else loss
-    if l2_weights:
-        objective = objective + l2 * sum((w * w).sum() for w in l2_weights)
+    parts = [batch] if isinstance(batch, Batch) else list(batch)
+    total = sum(len(b.ids) for b in parts)
     optimizer.zero_grad(set_to_none=True)
-    objective.backward()
+    losses, logits_all, targets = [], [], []
+    for k, part in enumerate(parts):
+        last = k == len(parts) - 1
+        x, y = part.x.to(device, non_blocking=True), part.y.to(device, non_blocking=True)
+        with _sync_on(model, last):  # under DDP, gradients are averaged over ranks once, at the end
+            with autocast(device, precision):
+                logits = model(x, part.lengths)
+            logits = logits.float()
+            loss = loss_fn(logits, y, multi_label) * (len(part.ids) / total)  # the batch mean's share
+            objective = loss * loss_scale if loss_scale != 1.0 else loss
+            if last and l2_weights:
+                objective = objective + l2 * sum((w * w).sum() for w in l2_weights)
+            objective.backward()
+        losses.append(loss.detach())
+        logits_all.append(logits.detach())
+        targets.append(y)
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return loss.detach(), logits.detach(), y
+    return torch.stack(losses).sum(), torch.cat(logits_all), torch.cat(targets)
+
+
+def _sync_on(model: nn.Module, last: bool) -> Any:
+    """DDP's `no_sync()` for every micro-batch but the last; nothing to do for a plain module."""
+    no_sync = getattr(model, "no_sync", None)
+    return contextlib.nullcontext() if last or no_sync is None else no_sync()
 
 
 def lr_factor(step: int, *, batch_examples: int, decay: float, every_examples: int) -> float:
@@ -182,7 +200,7 @@ def train_loader(
         return loader, None
     sampler = BucketBatchSampler(
         ds.lengths, batch_size=cfg.data.batch_size, seed=seed, bucket=cfg.data.bucket,
-        rank=dist_info.rank, num_replicas=dist_info.world,
+        rank=dist_info.rank, num_replicas=dist_info.world, batch_frames=cfg.data.batch_frames,
     )
     loader = DataLoader(
         ds, batch_sampler=sampler, num_workers=workers, collate_fn=pad_collate, pin_memory=pin,
@@ -193,16 +211,18 @@ def train_loader(
 
 def predict(
     model: nn.Module, ds: Any, *, batch_size: int, workers: int, device: torch.device, dist_info: Dist = Dist(),
-    precision: str = "fp32",
+    precision: str = "fp32", batch_frames: int = 0,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(ids, scores (N, K), targets) over a whole dataset; under DDP every rank gets every row."""
+    """(ids, scores (N, K), targets) over a whole dataset; under DDP every rank gets every row.
+    Batches hold at most `batch_frames` padded frames (0: no limit; see `eval_batches`)."""
     model = getattr(model, "module", model)
     was_training = model.training
     model.eval()
     if isinstance(ds, IterableDataset):  # shards itself across ranks and workers
         loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=pad_collate, **_prefetch(workers))
     else:
-        batches = eval_batches(ds.lengths, batch_size=batch_size, rank=dist_info.rank, num_replicas=dist_info.world)
+        batches = eval_batches(ds.lengths, batch_size=batch_size, rank=dist_info.rank, num_replicas=dist_info.world,
+                               batch_frames=batch_frames)
         loader = DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=pad_collate,
                             **_prefetch(workers))
     ids, scores, targets = [], [], []
@@ -416,7 +436,8 @@ class _Run:
     def predict_scores(self, dataset: Any) -> dict[str, Any]:
         eval_bs = self.cfg.data.eval_batch_size or self.cfg.data.batch_size
         _, s, t = predict(self.model, dataset, batch_size=eval_bs, workers=self.cfg.data.workers,
-                          device=self.device, dist_info=self.dist_info, precision=self.tc.precision)
+                          device=self.device, dist_info=self.dist_info, precision=self.tc.precision,
+                          batch_frames=self.cfg.data.batch_frames)
         return score(s, t, class_names=self.data.class_names, multi_label=self.data.multi_label,
                      dataset=self.cfg.data.dataset)
 
@@ -519,7 +540,9 @@ def _run_epoch(run: _Run, st: TrainState, loader: DataLoader, sampler: BucketBat
         sampler.set_epoch(st.epoch, st.batch)
     else:
         run.data.train.set_epoch(st.epoch)
-    total = len(sampler) + st.batch if sampler is not None else None
+    plan = [len(parts) for parts in sampler.plan()] if sampler is not None else None  # micro-batches per step
+    total = len(plan) + st.batch if plan is not None else None
+    steps = iter(plan) if plan is not None else None
     if tc.steps_per_epoch and total is not None:
         total = min(total, tc.steps_per_epoch)
     run.ddp_model.train()
@@ -531,7 +554,7 @@ def _run_epoch(run: _Run, st: TrainState, loader: DataLoader, sampler: BucketBat
             next(data_iter, None)
     while not (tc.steps_per_epoch and st.batch >= tc.steps_per_epoch):
         waited = time.perf_counter()
-        batch = _next_batch(run, data_iter, sharded=sampler is not None)
+        batch = _next_step(run, data_iter, steps)
         st.sums["data_seconds"] += time.perf_counter() - waited  # the step waited for its batch
         if batch is None:
             break
@@ -551,25 +574,30 @@ def _run_epoch(run: _Run, st: TrainState, loader: DataLoader, sampler: BucketBat
     st.sums["seconds"] += time.perf_counter() - t0
 
 
-def _next_batch(run: _Run, data_iter: Any, *, sharded: bool) -> Batch | None:
-    """The next training batch, or None at the end of the epoch (under DDP: when any rank runs dry)."""
+def _next_step(run: _Run, data_iter: Any, steps: Iterator[int] | None) -> list[Batch] | None:
+    """The next step's micro-batches, or None at the end of the epoch. `steps` yields how many
+    micro-batches each step of the sampler's plan has; None: an IterableDataset, one batch a step
+    (under DDP the epoch ends when any rank runs dry)."""
+    if steps is not None:
+        k = next(steps, None)
+        return None if k is None else [next(data_iter) for _ in range(k)]
     batch: Batch | None = next(data_iter, None)
-    if not sharded and run.dist_info.world > 1:  # uneven shards of an IterableDataset
+    if run.dist_info.world > 1:  # uneven shards of an IterableDataset
         flag = torch.tensor([0 if batch is None else 1], device=run.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         batch = batch if int(flag) else None
-    return batch
+    return None if batch is None else [batch]
 
 
-def _train_on(run: _Run, st: TrainState, batch: Batch) -> None:
-    """One optimizer step on `batch`, counted in the state's running sums."""
+def _train_on(run: _Run, st: TrainState, batch: list[Batch]) -> None:
+    """One optimizer step on `batch` (its micro-batches), counted in the state's running sums."""
     tc = run.tc
     loss, logits, y = train_step(
         run.ddp_model, batch, run.optimizer, run.scheduler, l2=tc.l2, l2_weights=run.l2_weights,
         grad_clip=tc.grad_clip, multi_label=run.data.multi_label, device=run.device, loss_scale=run.loss_scale,
         precision=tc.precision,
     )
-    n = len(batch.ids)
+    n = sum(len(part.ids) for part in batch)
     st.sums["loss"] += loss.item() * n
     st.sums["seen"] += n
     if not run.data.multi_label:

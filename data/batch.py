@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch.utils.data import get_worker_info
 
 
 class Batch(NamedTuple):
@@ -15,14 +17,28 @@ class Batch(NamedTuple):
     ids: list[str]  # clip / video ids, in batch order
 
 
-def pad_collate(items: list[tuple[np.ndarray | torch.Tensor, object, str]]) -> Batch:
-    """Collate `(x (T, ...), y, id)` items into a `Batch`, zero-padding x along time."""
+def batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialized tensor for a batch: in shared memory inside a DataLoader worker, so that it
+    reaches the training process without the copy torch would otherwise make to send it (as torch's
+    default_collate does)."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+
+
+def pad_collate(items: list[tuple[np.ndarray | torch.Tensor, object, str]] | Batch) -> Batch:
+    """Collate `(x (T, ...), y, id)` items into a `Batch`, zero-padding x along time. A `Batch`
+    passes through: a dataset's `__getitems__` (`data.datasets.CachedClips`) built it already."""
+    if isinstance(items, Batch):
+        return items
     xs = [torch.as_tensor(x) for x, _, _ in items]
     lengths = torch.tensor([x.shape[0] for x in xs], dtype=torch.int64)
     T = int(lengths.max()) if len(xs) else 0
-    out = xs[0].new_zeros((len(xs), T, *xs[0].shape[1:]))  # (B, T, ...)
+    out = batch_tensor((len(xs), T, *xs[0].shape[1:]), xs[0].dtype)  # (B, T, ...)
     for i, x in enumerate(xs):
         out[i, : x.shape[0]] = x
+        out[i, x.shape[0] :] = 0
     ys = [y for _, y, _ in items]
     y = torch.stack([torch.as_tensor(v) for v in ys]) if ys else torch.empty(0)
     return Batch(out, lengths, y, [i for _, _, i in items])

@@ -27,6 +27,8 @@ class DataConfig:
     max_frames: int = 0  # cap on frames per clip (0: no cap); random window in training, see eval_crop
     eval_crop: str = "center"  # window of a capped clip at evaluation: "center" or "first"
     batch_size: int = 16  # clips per optimizer step (per process under torchrun)
+    batch_frames: int = 0  # most padded frames (clips x longest) loaded at once: a batch above it is
+    # accumulated over micro-batches (the same step), evaluation batches are cut at it (0: no limit)
     eval_batch_size: int = 0  # clips per evaluation batch (0: same as batch_size)
     workers: int = 2  # DataLoader worker processes (0: load in the main process)
     bucket: bool = True  # length-bucketed batches: group clips of similar length, shuffle the batches

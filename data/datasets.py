@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from data.batch import Batch, batch_tensor
 from data.config import DataConfig
 from data.specs import FeatureSpec, InputSpec, PixelSpec
 from preprocessing.cache import (
@@ -46,6 +47,7 @@ from preprocessing.cache import (
     CacheIndex,
     npy_path,
     read_array,
+    read_array_into,
     read_cache,
 )
 
@@ -147,9 +149,7 @@ class CachedClips(Dataset):
         i, epoch = key if isinstance(key, tuple) else (key, None)
         entry = self.entries[i]
         start, stop = self.window(i, epoch)
-        path = self._paths.get(entry.npy)
-        if path is None:  # checked once per clip (npy_path refuses names outside the cache)
-            path = self._paths[entry.npy] = npy_path(self.cache_dir, entry)
+        path = self._path(i)
         if stop - start < entry.frames:  # a window: map the file, copy out only the window
             frames = read_array(path, entry.shape)  # memory-mapped (T, H, W, 3)
             x = torch.from_numpy(np.array(frames[start:stop]))  # (T', H, W, 3) uint8
@@ -157,6 +157,29 @@ class CachedClips(Dataset):
             x = torch.from_numpy(read_array(path, entry.shape, mmap=False))  # (T, H, W, 3) uint8
         y = self.target(i)
         return x, (torch.from_numpy(y) if self.multi_label else torch.tensor(y)), entry.clip_id
+
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> Batch:
+        """The batch `pad_collate([self[k] for k in keys])`, each clip read straight into the padded
+        tensor (in shared memory inside a loader worker): no per-clip arrays, no collate copy, no
+        copy to send it. The DataLoader calls this for a batch of keys."""
+        spans = [(i, *self.window(i, epoch)) for i, epoch in (k if isinstance(k, tuple) else (k, None) for k in keys)]
+        lengths = torch.tensor([stop - start for _, start, stop in spans], dtype=torch.int64)
+        shape = self.entries[spans[0][0]].shape[1:]
+        x = batch_tensor((len(spans), int(lengths.max()), *shape), torch.uint8)  # (B, T, H, W, 3)
+        for row, (i, start, stop) in enumerate(spans):
+            read_array_into(self._path(i), self.entries[i].shape, x[row, : stop - start].numpy(), start)
+            x[row, stop - start :] = 0
+        ys = [self.target(i) for i, _, _ in spans]
+        y = torch.from_numpy(np.stack(ys)) if self.multi_label else torch.tensor(ys, dtype=torch.int64)
+        return Batch(x, lengths, y, [self.entries[i].clip_id for i, _, _ in spans])
+
+    def _path(self, i: int) -> Path:
+        """Item i's array file, checked once per clip (npy_path refuses names outside the cache)."""
+        entry = self.entries[i]
+        path = self._paths.get(entry.npy)
+        if path is None:
+            path = self._paths[entry.npy] = npy_path(self.cache_dir, entry)
+        return path
 
 
 class InMemoryClips(Dataset):
@@ -181,6 +204,9 @@ class BucketBatchSampler(Sampler[list]):
     list and takes every `num_replicas`-th batch (the list is padded by repeating batches so all
     ranks step equally often). `start_batch` skips batches already done (mid-epoch resume).
     Training batches hold `(index, epoch)` keys so each clip's random window follows the epoch.
+    With `batch_frames` > 0 each batch is yielded as its micro-batches (`split_by_frames`), so no
+    more than that many padded frames are loaded and in flight at a time; `plan()` says which
+    micro-batches make up each batch (one optimizer step accumulates them).
     """
 
     def __init__(
@@ -193,10 +219,12 @@ class BucketBatchSampler(Sampler[list]):
         bucket: bool = True,
         rank: int = 0,
         num_replicas: int = 1,
+        batch_frames: int = 0,
     ) -> None:
         assert batch_size >= 1 and 0 <= rank < num_replicas, "batch_size >= 1 and 0 <= rank < num_replicas"
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
+        self.batch_frames = batch_frames
         self.seed = seed
         self.shuffle = shuffle
         self.bucket = bucket
@@ -223,19 +251,52 @@ class BucketBatchSampler(Sampler[list]):
             batches += batches[:short]
         return batches
 
+    def plan(self) -> list[list[list]]:
+        """This rank's batches from `start_batch` on, each as the list of its micro-batches of keys."""
+        mine = self.all_batches()[self.rank :: self.num_replicas][self.start_batch :]
+        keys = (lambda part: [(i, self.epoch) for i in part]) if self.shuffle else list
+        return [[keys(part) for part in split_by_frames(batch, self.lengths, self.batch_frames)] for batch in mine]
+
     def __len__(self) -> int:
-        return max(0, len(self.all_batches()[self.rank :: self.num_replicas]) - self.start_batch)
+        """Micro-batches left to yield (= batches without a frame budget)."""
+        return sum(len(parts) for parts in self.plan())
 
     def __iter__(self) -> Iterator[list]:
-        mine = self.all_batches()[self.rank :: self.num_replicas][self.start_batch :]
-        for batch in mine:
-            yield [(i, self.epoch) for i in batch] if self.shuffle else batch
+        for parts in self.plan():
+            yield from parts
 
 
-def eval_batches(lengths: Sequence[int], *, batch_size: int, rank: int = 0, num_replicas: int = 1) -> list[list[int]]:
-    """Evaluation batches of similar length (sorted), this rank's share; each item exactly once."""
-    order = np.argsort(np.asarray(lengths), kind="stable")[rank::num_replicas]
-    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+def split_by_frames(batch: Sequence[int], lengths: Sequence[int] | np.ndarray, batch_frames: int) -> list[list[int]]:
+    """`batch` cut into micro-batches of at most `batch_frames` padded frames (clips x the longest):
+    clips taken longest first, each part filled as far as the budget allows; a clip longer than the
+    budget goes alone. 0: the batch as one part."""
+    if batch_frames <= 0:
+        return [list(batch)]
+    parts: list[list[int]] = [[]]
+    for i in sorted(batch, key=lambda i: -int(lengths[i])):  # stable: ties keep the batch's order
+        part = parts[-1]
+        if part and (len(part) + 1) * int(lengths[part[0]]) > batch_frames:
+            parts.append(part := [])
+        part.append(i)
+    return parts
+
+
+def eval_batches(
+    lengths: Sequence[int], *, batch_size: int, rank: int = 0, num_replicas: int = 1, batch_frames: int = 0
+) -> list[list[int]]:
+    """Evaluation batches of similar length (sorted), this rank's share; each item exactly once.
+    A batch holds at most `batch_size` clips and, with `batch_frames` > 0, at most that many padded
+    frames (a clip longer than that goes alone)."""
+    lengths = np.asarray(lengths)
+    order = np.argsort(lengths, kind="stable")[rank::num_replicas].tolist()
+    batches: list[list[int]] = [[]]
+    for i in order:  # ascending, so the newest item is the batch's longest
+        batch = batches[-1]
+        full = len(batch) == batch_size or (batch_frames > 0 and (len(batch) + 1) * int(lengths[i]) > batch_frames)
+        if batch and full:
+            batches.append(batch := [])
+        batch.append(i)
+    return batches if batches[0] else []
 
 
 # --- splits --------------------------------------------------------------------------------------

@@ -135,13 +135,13 @@ class _TTRNNBase(nn.Module):
             else:
                 h = self._recurrence(gx, None, rec_mask)
         else:
-            # The valid frames only, mapped clip by clip (a clip's frames stay together, so its
-            # input-dropout mask applies to one run of rows), then their gates put in the packed
-            # order of nn.GRU's PackedSequence: time-major, clips longest first, so step t is the
-            # next sizes[t] rows -- the clips still running at t.
-            valid = torch.arange(T, device=x.device)[None, :] < lengths[:, None]  # (B, T)
-            idx = valid.reshape(-1).nonzero().squeeze(1)  # (Nv,) valid frames, clip by clip
-            gates = self._map_frames(x.reshape(B * T, D).index_select(0, idx), clip.repeat_interleave(lengths), in_mask)
+            # The valid frames only, mapped clip by clip on views of x (a gathered copy of them
+            # would be a second batch of pixels, kept alive for backward), then their gates put in
+            # the packed order of nn.GRU's PackedSequence: time-major, clips longest first, so
+            # step t is the next sizes[t] rows -- the clips still running at t.
+            gates = torch.cat([
+                self._map_frames(x[i, :n], clip.new_full((n,), i), in_mask) for i, n in enumerate(lengths.tolist())
+            ])  # (Nv, G*H), clip by clip
             sorted_lengths, order = torch.sort(lengths, descending=True, stable=True)  # (B,), (B,)
             steps = torch.arange(int(sorted_lengths[0]), device=x.device)[:, None]  # (Tv, 1)
             running = steps < sorted_lengths[None, :]  # (Tv, B): sorted clip j still running at step t

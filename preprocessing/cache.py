@@ -236,6 +236,29 @@ def read_array(path: str | os.PathLike, shape: tuple[int, ...], *, mmap: bool = 
     return array
 
 
+def read_array_into(path: str | os.PathLike, shape: tuple[int, ...], out: np.ndarray, start: int = 0) -> None:
+    """Frames start:start+len(out) of the uint8 array of `shape` at `path`, written into `out`
+    (C-contiguous, shape (n, *shape[1:])). A file laid out as np.save writes it is read with one
+    readinto at the window's offset (no buffer between the file and `out`: a batch of long clips
+    is read straight into its padded tensor); anything else through `read_array` (mapped).
+    CacheError when the file is not that array."""
+    n, frame = out.shape[0], math.prod(shape[1:])
+    assert out.shape == (n, *shape[1:]) and out.flags.c_contiguous and 0 <= start <= start + n <= shape[0]
+    header = _npy_header(tuple(shape))
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            exact = size == len(header) + math.prod(shape) and f.read(len(header)) == header
+            if exact:
+                f.seek(len(header) + start * frame)
+                if f.readinto(memoryview(out).cast("B")) != n * frame:
+                    raise CacheError(f"{path}: ended early")  # (the size was checked: a file cut meanwhile)
+                return
+    except OSError:
+        pass  # read_array reports it
+    out[...] = read_array(path, shape)[start : start + n]
+
+
 @functools.lru_cache(maxsize=256)
 def _npy_header(shape: tuple[int, ...]) -> bytes:
     """The header np.save writes for a C-ordered uint8 array of `shape`."""

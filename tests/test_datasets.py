@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 from train_fixtures import write_fake_cache
 
+from data.batch import pad_collate
 from data.config import DataConfig
 from data.datasets import (
     BucketBatchSampler,
@@ -20,6 +22,7 @@ from data.datasets import (
     eval_batches,
     group_folds,
     open_cache,
+    split_by_frames,
 )
 from preprocessing.cache import CacheMeta, write_clip, write_manifest
 from preprocessing.cache import open_cache as create_cache
@@ -115,6 +118,65 @@ def test_cached_clips_windows_and_targets(tmp_path):
     full = np.load(cache / "clips" / ds.entries[0].npy)
     s, e = ds.window(0, 7)
     assert torch.equal(ds[(0, 7)][0], torch.from_numpy(full[s:e]))
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_a_batch_read_in_one_call_equals_the_collated_items(tmp_path, multi_label):
+    """CachedClips.__getitems__ (what the DataLoader calls) against pad_collate of the items one by
+    one: whole clips and windows, in the main process and through a worker's shared memory."""
+    cache = write_fake_cache(tmp_path / "c", per_class=4, lengths=(3, 12), multi_label=multi_label)
+    for max_frames in (0, 6):
+        cfg = DataConfig(dataset="folder", cache=str(cache), size=(8, 6), max_frames=max_frames, val_fraction=0.0)
+        ds = build_datasets(cfg, seed=5, fold=0).train
+        keys = [(i, 3) for i in range(len(ds))][::-1]
+        torch.full((len(keys), 12, 6, 8, 3), 255, dtype=torch.uint8)  # freed memory holding 255s
+        got = ds.__getitems__(keys)
+        want = pad_collate([ds[k] for k in keys])
+        assert len(set(got.lengths.tolist())) > 1, "the batch should need padding"
+        for a, b in zip(got, want, strict=True):
+            assert a == b if isinstance(a, list) else torch.equal(a, b)
+        via_worker = next(iter(DataLoader(ds, batch_sampler=[keys], num_workers=1, collate_fn=pad_collate)))
+        assert torch.equal(via_worker.x, want.x) and via_worker.ids == want.ids
+
+
+def test_split_by_frames_keeps_each_part_within_the_budget():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 100, size=40)
+    for budget in (0, 50, 150, 400, 10_000):
+        for batch in (rng.permutation(40)[:16].tolist(), [3], list(range(40))):
+            parts = split_by_frames(batch, lengths, budget)
+            assert sorted(i for p in parts for i in p) == sorted(batch), "each clip exactly once"
+            if budget == 0:
+                assert parts == [batch]
+                continue
+            for p in parts:
+                assert len(p) == 1 or len(p) * max(lengths[p]) <= budget, (budget, lengths[p])
+            # parts are as full as the budget allows: the next part's first clip did not fit
+            for p, q in zip(parts, parts[1:]):
+                assert (len(p) + 1) * max(lengths[p]) > budget
+    assert split_by_frames([0, 1, 2, 3], [10, 40, 30, 20], 60) == [[1], [2, 3], [0]]
+
+
+def test_bucket_sampler_with_a_frame_budget_yields_each_batch_as_its_parts():
+    lengths = np.random.default_rng(1).integers(5, 300, size=103).tolist()
+    whole = BucketBatchSampler(lengths, batch_size=8, seed=3)
+    cut = BucketBatchSampler(lengths, batch_size=8, seed=3, batch_frames=600)
+    for s in (whole, cut):
+        s.set_epoch(2, start_batch=3)
+    plan = cut.plan()
+    assert [sorted(k for part in parts for k in part) for parts in plan] == [sorted(b) for b in whole]
+    assert list(cut) == [part for parts in plan for part in parts] and len(cut) == len(list(cut))
+    assert len(list(cut)) > len(plan) > 0, "some batches should be cut"
+    assert all(len(p) == 1 or len(p) * max(lengths[i] for i, _ in p) <= 600 for p in cut)
+
+
+def test_eval_batches_with_a_frame_budget():
+    lengths = np.random.default_rng(2).integers(1, 200, size=77)
+    batches = eval_batches(lengths, batch_size=8, batch_frames=500)
+    assert sorted(i for b in batches for i in b) == list(range(77)), "each clip exactly once"
+    assert all(len(b) <= 8 and (len(b) == 1 or len(b) * max(lengths[b]) <= 500) for b in batches)
+    assert max(len(b) for b in batches) == 8 and len(batches) > len(eval_batches(lengths, batch_size=8))
+    assert eval_batches([], batch_size=4, batch_frames=10) == []
 
 
 def test_protocols_split_cleanly(tmp_path):

@@ -140,7 +140,7 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path):
     cache = write_fake_cache(tmp_path / "cache", per_class=14, splits={"train": 0.8, "test": 0.2})
     config = write_config(
         tmp_path / "exp.toml", cache=cache,
-        data={"batch_size": 2, "workers": 1, "max_frames": 5},
+        data={"batch_size": 2, "workers": 1, "max_frames": 5, "batch_frames": 7},  # most batches in 2 parts
         train={"epochs": 3, "deterministic": True, "save_every_steps": 1, "threads": 1},
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -181,6 +181,40 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path):
     assert rows("full") == rows("killed")
     log = (tmp_path / "runs" / "killed" / "log.txt").read_text()
     assert "resumed from" in log and f"epoch {killed_at[0]}, batch" in log
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_a_batch_in_micro_batches_takes_the_whole_batch_step(multi_label):
+    """train_step on a batch given as parts (gradient accumulation under a frame budget) against
+    the same step on the whole batch: same loss, logits and updated weights (no dropout)."""
+    from app.train import classifier_weights, train_step
+    from data.batch import pad_collate
+    from models import create_model
+
+    g = torch.Generator().manual_seed(0)
+    K, lengths = 3, [7, 2, 5, 3, 6]
+    items = [(torch.randint(0, 256, (n, 6, 8, 3), generator=g, dtype=torch.uint8),
+              (torch.rand(K, generator=g) > 0.5).float() if multi_label else torch.tensor(i % K), f"c{i}")
+             for i, n in enumerate(lengths)]  # fmt: skip
+    results = []
+    for parts in ([[0, 1, 2, 3, 4]], [[0, 4], [2], [1, 3]]):
+        torch.manual_seed(1)
+        model = create_model("tt_gru", num_classes=K, in_modes=(2, 3, 4, 6), hidden_modes=(2, 2, 2, 2),
+                             ranks=(1, 2, 2, 2, 1), dropout=0.0, recurrent_dropout=0.0)  # fmt: skip
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        batches = [pad_collate([items[i] for i in part]) for part in parts]
+        loss, logits, y = train_step(model, batches, opt, None, l2=0.01, l2_weights=classifier_weights(model),
+                                     grad_clip=0.5, multi_label=multi_label, device=torch.device("cpu"),
+                                     loss_scale=float(K) if multi_label else 1.0)  # fmt: skip
+        order = [i for part in parts for i in part]
+        back = torch.tensor(order).argsort()
+        results.append((loss, logits[back], y[back], {k: v.clone() for k, v in model.state_dict().items()}))
+    (loss0, logits0, y0, w0), (loss1, logits1, y1, w1) = results
+    torch.testing.assert_close(loss1, loss0)
+    torch.testing.assert_close(logits1, logits0)
+    assert torch.equal(y1, y0)
+    for name in w0:
+        torch.testing.assert_close(w1[name], w0[name], msg=name)
 
 
 def test_sum_over_classes_scales_the_data_gradient_by_k():

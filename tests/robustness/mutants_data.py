@@ -4,6 +4,23 @@ from tests.robustness.mutations import Mutation
 
 MUTATIONS = (
     Mutation(
+        "a batch read in one call leaves its padding unwritten", "data/datasets.py",
+        "            x[row, stop - start :] = 0\n", "",
+        ("tests/test_datasets.py", "-k", "read_in_one_call"),
+    ),
+    Mutation(
+        "a micro-batch closed one clip early (at the budget, not above it)", "data/datasets.py",
+        "if part and (len(part) + 1) * int(lengths[part[0]]) > batch_frames:",
+        "if part and (len(part) + 1) * int(lengths[part[0]]) >= batch_frames:",
+        ("tests/test_datasets.py", "-k", "split_by_frames"),
+    ),
+    Mutation(
+        "evaluation batches ignore the frame budget", "data/datasets.py",
+        "full = len(batch) == batch_size or (batch_frames > 0 and",
+        "full = len(batch) == batch_size or (batch_frames < 0 and",
+        ("tests/test_datasets.py", "-k", "eval_batches"),
+    ),
+    Mutation(
         "clips dealt to folds one by one (a group lands in two folds)", "data/datasets.py",
         "    fold = np.array([fold_of_group[g] for g in groups])",
         "    fold = np.arange(len(groups)) % num_folds",

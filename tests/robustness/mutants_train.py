@@ -10,6 +10,16 @@ GUARDS = "tests/test_guards_train.py"
 
 MUTATIONS = (
     Mutation(
+        "each micro-batch's loss taken as a whole batch's (accumulated gradients too large)", FILE,
+        "loss = loss_fn(logits, y, multi_label) * (len(part.ids) / total)", "loss = loss_fn(logits, y, multi_label)",
+        ("tests/test_train.py", "-k", "micro_batches"),
+    ),
+    Mutation(
+        "the L2 penalty added once per micro-batch", FILE,
+        "            if last and l2_weights:", "            if l2_weights:",
+        ("tests/test_train.py", "-k", "micro_batches"),
+    ),
+    Mutation(
         "a resume state saved before data_seconds existed is taken as it is (no sum started)", FILE,
         "st.sums = {**_zero_sums(), **st.sums}", "st.sums = dict(st.sums)",
         ("tests/test_train.py", "-k", "before_data_seconds"),
