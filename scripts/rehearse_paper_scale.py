@@ -1,0 +1,184 @@
+"""The README pipeline on a UCF11 stand-in (`scripts/make_paper_scale.py`), each step measured: the
+figures of docs/BENCHMARKS.md, "Paper-scale rehearsal".
+
+    python -m scripts.make_paper_scale --dataset ucf11 --scale 1.0 --out /data/ps/ucf11 --workers 2
+    python -m scripts.rehearse_paper_scale --root /data/ps/ucf11 --cache /data/ps/cache --out /data/ps/runs
+
+Steps, one after the other (never two at once: the machine's cores are shared):
+1. the floor: PyAV decoding every frame of every stand-in file, one thread, no conversion (bench_decode's
+   floor); then `python -m app preprocess` (skipped with --no-preprocess), timed, with its CPU
+   seconds. Per core = clips per CPU second, so the floor's one thread and preprocess's workers
+   compare on equal terms.
+2. `python -m app train --config app/configs/ucf11_<model>.toml`, fold 0 of the group split, for each
+   --models entry, with its epoch time, data share and test accuracy from the run folder.
+3. the recurrence's share of a TT-GRU training step, on --sample-steps steps of the epoch's own plan:
+   each whole step (`app.train.train_step` on its micro-batches), then the recurrence alone
+   (`models.gru_recurrence`, forward and backward) on the same step sizes, both timed here.
+Every command runs in its own session with its process tree's peak PSS sampled once a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import torch
+
+from scripts.bench_long_video import ROOT, run_measured
+
+PY = sys.executable
+
+
+def floor_per_cpu_second(paths: list[str]) -> tuple[float, int]:
+    """(clips per CPU second, frames): PyAV decoding every frame, one thread, converting none."""
+    frames, cpu = 0, time.process_time()
+    for path in paths:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_count = 1
+            for _ in container.decode(stream):
+                frames += 1
+    return len(paths) / (time.process_time() - cpu), frames
+
+
+def measured(cmd: list[str], log_dir: Path) -> dict:
+    """`cmd` run with its tree's peak PSS sampled (1 s) and its CPU seconds (it and its reaped workers)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    before = os.times()
+    run = run_measured(cmd, 0, log_dir, interval=1.0)
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    if run.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    return {"seconds": run.seconds, "cpu_seconds": cpu, "peak_pss_gib": (run.peak or 0) / 2**30}
+
+
+def preprocess_step(root: Path, cache: Path, out: Path, workers: int) -> dict:
+    files = sorted(glob.glob(str(root / "*" / "*" / "*.mpg")))
+    floor, frames = floor_per_cpu_second(files)
+    shutil.rmtree(cache, ignore_errors=True)
+    cmd = [PY, "-m", "app", "preprocess", "--dataset", "ucf11", "--root", str(root), "--cache", str(cache),
+           "--fps", "24", "--size", "160x120", "--workers", str(workers)]  # fmt: skip
+    r = measured(cmd, out / "logs" / "preprocess")
+    cache_bytes = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
+    per_core = len(files) / r["cpu_seconds"]
+    return {**r, "clips": len(files), "source_frames": frames, "cache_gb": cache_bytes / 1e9,
+            "floor_clips_per_cpu_s": floor, "clips_per_cpu_s": per_core, "vs_floor": per_core / floor}  # fmt: skip
+
+
+def train_step_run(model: str, args: argparse.Namespace) -> dict:
+    runs = args.out / "runs"
+    shutil.rmtree(runs / f"ucf11_{model}", ignore_errors=True)
+    cmd = [PY, "-m", "app", "train", "--config", f"app/configs/ucf11_{model}.toml",
+           f'--data.root="{args.root}"', f'--data.cache="{args.cache}"', '--data.split="group"', "--fold", "0",
+           f"--train.epochs={args.epochs}", "--train.patience=0", f'--train.out_dir="{runs}"',
+           *args.override]  # fmt: skip
+    r = measured(cmd, args.out / "logs" / f"train_{model}")
+    fold = runs / f"ucf11_{model}" / "fold0"
+    rows = list(csv.DictReader((fold / "metrics.csv").open()))
+    test = json.loads((fold / "test_metrics.json").read_text())
+    return {**r, "epoch_seconds": [float(row["epoch_seconds"]) for row in rows],
+            "data_share": [float(row["data_share"]) for row in rows],
+            "test_accuracy": test["accuracy"], "chance": 1 / len(test["confusion"])}  # fmt: skip
+
+
+def recurrence_share(args: argparse.Namespace) -> dict:
+    """Time of the recurrence (forward + backward) / time of the whole training step, summed over
+    steps sampled evenly from fold 0's first epoch plan."""
+    from app.config import load_config
+    from app.train import build_model, classifier_weights, train_step
+    from data.batch import pad_collate
+    from data.datasets import BucketBatchSampler, build_datasets
+    from models.gru_recurrence import gru_recurrence
+
+    cfg = load_config("app/configs/ucf11_tt_gru.toml", [
+        f'--data.root="{args.root}"', f'--data.cache="{args.cache}"', '--data.split="group"', *args.override,
+    ])  # fmt: skip
+    data = build_datasets(cfg.data, fold=0, seed=cfg.train.seed)
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=len(data.class_names), input_spec=data.input_spec)
+    opt = torch.optim.Adam(model.parameters(), cfg.train.lr)
+    sampler = BucketBatchSampler(data.train.lengths, batch_size=cfg.data.batch_size, seed=cfg.train.seed,
+                                 batch_frames=cfg.data.batch_frames)  # fmt: skip
+    plan = sampler.plan()
+    picked = plan[:: max(1, len(plan) // args.sample_steps)][: args.sample_steps]
+    H = model.hidden_size
+    step_s = rec_s = 0.0
+    for parts in picked:
+        batches = [pad_collate([data.train[key] for key in part]) for part in parts]
+        t = time.perf_counter()
+        train_step(model, batches, opt, None, l2=cfg.train.l2, l2_weights=classifier_weights(model),
+                   grad_clip=cfg.train.grad_clip, multi_label=False, device=torch.device("cpu"))  # fmt: skip
+        step_s += time.perf_counter() - t
+        for b in batches:
+            lengths = sorted(b.lengths.tolist(), reverse=True)
+            sizes = [sum(n > t for n in lengths) for t in range(lengths[0])]
+            gx = torch.randn(sum(sizes), 3 * H, requires_grad=True)
+            U_zr = (0.05 * torch.randn(H, 2 * H)).requires_grad_()
+            U_h = (0.05 * torch.randn(H, H)).requires_grad_()
+            mask = torch.ones(len(lengths), H)
+            t = time.perf_counter()
+            gru_recurrence(gx, sizes, U_zr, U_h, mask).sum().backward()
+            rec_s += time.perf_counter() - t
+    return {"steps": len(picked), "step_seconds": step_s, "recurrence_seconds": rec_s, "share": rec_s / step_s}
+
+
+def report(result: dict) -> None:
+    pre = result.get("preprocess")
+    if pre:
+        print(f"preprocess: {pre['clips']} clips in {pre['seconds']:.1f} s ({pre['cpu_seconds']:.1f} CPU s), "
+              f"cache {pre['cache_gb']:.1f} GB, peak PSS {pre['peak_pss_gib']:.2f} GiB; "
+              f"{pre['clips_per_cpu_s']:.1f} clips per CPU second vs the floor's {pre['floor_clips_per_cpu_s']:.1f}: "
+              f"{pre['vs_floor']:.2f}x")  # fmt: skip
+    for model, r in result["train"].items():
+        epochs = ", ".join(f"{s:.1f}" for s in r["epoch_seconds"])
+        shares = ", ".join(f"{s:.3f}" for s in r["data_share"])
+        print(f"{model}: epoch {epochs} s, data share {shares}, test accuracy {r['test_accuracy']:.3f} "
+              f"(chance {r['chance']:.3f}), run {r['seconds']:.1f} s, peak PSS {r['peak_pss_gib']:.2f} GiB")
+    tt, gru = result["train"].get("tt_gru"), result["train"].get("gru")
+    if tt and gru:
+        print(f"GRU / TT-GRU epoch time: {gru['epoch_seconds'][0] / tt['epoch_seconds'][0]:.2f}x")
+    rec = result.get("recurrence")
+    if rec:
+        print(f"recurrence: {rec['share']:.1%} of a TT-GRU training step ({rec['recurrence_seconds']:.1f} s of "
+              f"{rec['step_seconds']:.1f} s over {rec['steps']} sampled steps)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m scripts.rehearse_paper_scale", description=__doc__.split("\n")[0])
+    p.add_argument("--root", type=Path, required=True, help="a UCF11 stand-in (scripts/make_paper_scale.py)")
+    p.add_argument("--cache", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="run folders, logs and rehearsal.json")
+    p.add_argument("--models", nargs="+", default=["tt_gru", "gru"])
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--workers", type=int, default=2, help="preprocess workers")
+    p.add_argument("--no-preprocess", action="store_true", help="keep the cache as it is")
+    p.add_argument("--sample-steps", type=int, default=12, help="steps timed for the recurrence share (0: none)")
+    p.add_argument("--override", action="append", default=[],
+                   help="a train override, repeatable: --override=--data.batch_frames=0")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.chdir(ROOT)
+    result: dict = {"train": {}}
+    if not args.no_preprocess:
+        result["preprocess"] = preprocess_step(args.root, args.cache, args.out, args.workers)
+    for model in args.models:
+        result["train"][model] = train_step_run(model, args)
+    if args.sample_steps:
+        result["recurrence"] = recurrence_share(args)
+    (args.out / "rehearsal.json").write_text(json.dumps(result, indent=1))
+    report(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
