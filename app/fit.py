@@ -43,6 +43,7 @@ HIDDEN = 128
 RANKS = (1, 4, 4, 4, 1)
 TARGET_STEPS = 12000
 BATCH = 16
+BATCH_BYTES = 512 << 20  # pixels loaded at once: a batch of longer clips is one step over micro-batches
 MAX_PROBED = 16
 
 
@@ -99,7 +100,7 @@ def plan_fit(
         dataset="folder", cache=str(cache), root=str(root), fps=float(fps), size=(W, H),
         split="official" if splits_given else ("group" if grouped else "random"),
         fold=-1 if splits_given else 0, val_fraction=round(val_fraction, 4), batch_size=BATCH,
-        workers=0 if W * H <= 64 * 48 else 2,
+        batch_frames=max(1, BATCH_BYTES // (W * H * 3)), workers=0 if W * H <= 64 * 48 else 2,
     )
     model = ModelConfig("tt_gru", {
         "in_modes": pixel_modes(W, H), "hidden_modes": balanced_modes(hidden), "ranks": RANKS,

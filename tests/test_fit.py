@@ -97,6 +97,8 @@ def test_fit_without_splits_holds_out_a_fold_by_source_group(tmp_path):
     groups = {c.group for c in plan.clips}
     assert groups == {f"{n}/v_{n}_{g:02d}" for n in "ab" for g in range(3)}
     assert plan.config.data.size == (160, 120)  # nothing could be probed: the paper's size
+    # long clips are loaded in micro-batches of at most 512 MB of pixels (9,102 frames at 160x120)
+    assert plan.config.data.batch_frames == (512 << 20) // (160 * 120 * 3)
 
 
 @pytest.mark.parametrize("layout, message", [
