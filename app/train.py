@@ -134,7 +134,8 @@ def train_step(
     The objective is `loss_scale * loss + l2 * sum(w^2)` (loss_scale = K sums a multi-label loss over classes).
     `precision="bf16"` runs the forward under torch.autocast; weights, gradients and the loss stay float32."""
     parts = [batch] if isinstance(batch, Batch) else list(batch)
-    total = sum(len(b.ids) for b in parts)
+    sizes = [b.y.shape[0] for b in parts]
+    total = sum(sizes)
     optimizer.zero_grad(set_to_none=True)
     losses, logits_all, targets = [], [], []
     for k, part in enumerate(parts):
@@ -144,7 +145,7 @@ def train_step(
             with autocast(device, precision):
                 logits = model(x, part.lengths)
             logits = logits.float()
-            loss = loss_fn(logits, y, multi_label) * (len(part.ids) / total)  # the batch mean's share
+            loss = loss_fn(logits, y, multi_label) * (sizes[k] / total)  # the batch mean's share
             objective = loss * loss_scale if loss_scale != 1.0 else loss
             if last and l2_weights:
                 objective = objective + l2 * sum((w * w).sum() for w in l2_weights)

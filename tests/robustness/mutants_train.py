@@ -11,7 +11,7 @@ GUARDS = "tests/test_guards_train.py"
 MUTATIONS = (
     Mutation(
         "each micro-batch's loss taken as a whole batch's (accumulated gradients too large)", FILE,
-        "loss = loss_fn(logits, y, multi_label) * (len(part.ids) / total)", "loss = loss_fn(logits, y, multi_label)",
+        "loss = loss_fn(logits, y, multi_label) * (sizes[k] / total)", "loss = loss_fn(logits, y, multi_label)",
         ("tests/test_train.py", "-k", "micro_batches"),
     ),
     Mutation(
