@@ -10,6 +10,12 @@ hits all methods alike; the ratios are what to compare across machines, not the 
 The cpu/wall column (CPU seconds of this process and its children per wall second) shows how much CPU a
 method actually got: on a shared machine a second worker only helps if it raises that number.
 
+`--files GLOB` instead measures one process's CPU seconds per stage on those files (a paper-scale
+stand-in, say): the floor with one thread, `video_to_array`, hashing and saving its arrays as the
+cache does, and the cheapest RGB output measured (decoding at half resolution, FFmpeg's `lowres`,
+then OpenCV's I420 -> RGB on the frames 24 fps keeps): how far below the floor preprocessing must
+stay.
+
 Targets: preprocess with 1 worker >= 2.0x the FFmpeg CLI and >= 0.5x the floor (clips/s);
 2 workers >= 1.7x 1 worker. A worker is one core (one FFmpeg thread); the FFmpeg CLI and the floor
 keep FFmpeg's own threading, so those two comparisons give them more CPU than our one worker. The
@@ -123,6 +129,59 @@ def scaling_agreement(size: tuple[int, int], frames_per_clip: int = 40) -> None:
         )
 
 
+def cpu_breakdown(paths: list[str], fps: float, size: tuple[int, int]) -> None:
+    """CPU seconds of this process per stage on `paths` (see the module docstring)."""
+    import hashlib
+
+    import cv2
+    import numpy as np
+
+    arrays: list = []
+
+    def ours() -> None:
+        arrays[:] = [video_to_array(p, fps=fps, size=size, threads=1) for p in paths]
+
+    def save() -> None:
+        with tempfile.TemporaryDirectory(prefix="bench_decode_") as tmp:
+            for a in arrays:
+                np.save(Path(tmp) / "a.npy", a)
+
+    def lowres_cv2() -> None:  # every fifth frame dropped: 29.97 -> 24 fps keeps four of five
+        for path in paths:
+            with av.open(path) as container:
+                stream = container.streams.video[0]
+                stream.thread_count = 1
+                stream.codec_context.options = {"lowres": "1"}
+                for i, frame in enumerate(container.decode(stream)):
+                    if i % 5 != 4:
+                        cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
+
+    stages = {
+        "floor: decode every frame, one thread": lambda: floor_one_thread(paths),
+        "video_to_array (decode, sample, area scale, RGB)": ours,
+        "sha256 of those arrays (the cache's hash)": lambda: [hashlib.sha256(a.data).digest() for a in arrays],
+        "np.save of those arrays": save,
+        "lowres decode + cv2 I420->RGB of kept frames": lowres_cv2,
+    }
+    print(f"{len(paths)} files; CPU seconds of one process (time.process_time), {fps:g} fps, {size[0]}x{size[1]}")
+    for name, stage in stages.items():
+        start = time.process_time()
+        stage()
+        cpu = time.process_time() - start
+        print(f"{name:<52} {cpu:7.2f} CPU s {len(paths) / cpu:8.1f} clips per CPU s")
+
+
+def floor_one_thread(paths: list[str]) -> int:
+    frames = 0
+    for path in paths:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_count = 1
+            for _ in container.decode(stream):
+                frames += 1
+    return frames
+
+
 def _cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
@@ -134,8 +193,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per method; the best counts")
     parser.add_argument("--fps", type=float, default=24.0)
     parser.add_argument("--size", default="160x120")
+    parser.add_argument("--files", default="", help="a glob: the per-stage CPU breakdown on these files instead")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
+    if args.files:
+        import glob
+
+        cpu_breakdown(sorted(glob.glob(args.files)), args.fps, size)
+        return
     ffmpeg = shutil.which("ffmpeg")
 
     with tempfile.TemporaryDirectory(prefix="bench_decode_") as tmp:
