@@ -15,6 +15,7 @@ from preprocessing.cache import (
     npy_path,
     open_cache,
     read_array,
+    read_array_into,
     read_cache,
     verify_cache,
     write_clip,
@@ -170,3 +171,19 @@ def test_plain_read_equals_np_load_and_falls_back_on_other_layouts(cache):
     path.write_bytes(b"not an array")
     with pytest.raises(CacheError, match="cannot read"):
         read_array(path, entry.shape, mmap=False)
+
+
+def test_read_into_a_buffer_equals_the_window_of_np_load(cache):
+    a = frames(3, t=7)
+    entry = add_clip(cache, "c1", a)
+    path = npy_path(cache, entry)
+    for layout in ("as saved", "fortran"):  # one readinto at the window's offset; np.load's path
+        if layout == "fortran":
+            np.save(path, np.asfortranarray(a))
+        for start, n in ((0, 7), (2, 3), (6, 1)):
+            out = np.full((n, *a.shape[1:]), 255, np.uint8)
+            read_array_into(path, entry.shape, out, start)
+            np.testing.assert_array_equal(out, a[start : start + n], err_msg=f"{layout} {start}+{n}")
+    np.save(path, a[:5])  # a shorter array than the record says: refused by name
+    with pytest.raises(CacheError, match="c1"):
+        read_array_into(path, entry.shape, np.zeros((2, *a.shape[1:]), np.uint8), 0)

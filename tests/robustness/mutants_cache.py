@@ -4,6 +4,11 @@ from tests.robustness.mutations import Mutation
 
 MUTATIONS = (
     Mutation(
+        "a window read into a batch starts at the clip's first frame", "preprocessing/cache.py",
+        "                f.seek(len(header) + start * frame)", "                f.seek(len(header))",
+        ("tests/test_cache.py", "-k", "read_into"),
+    ),
+    Mutation(
         "cache file names hash the readable part only (ids that read alike collide)", "preprocessing/cache.py",
         'digest = hashlib.sha1(clip_id.encode("utf-8")).hexdigest()[:10]',
         'digest = hashlib.sha1(readable.encode("utf-8")).hexdigest()[:10]',
