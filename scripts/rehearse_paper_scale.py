@@ -1,5 +1,5 @@
-"""The README pipeline on a UCF11 stand-in (`scripts/make_paper_scale.py`), each step measured: the
-figures of docs/BENCHMARKS.md, "Paper-scale rehearsal".
+"""The README pipeline on a paper dataset's stand-in (`scripts/make_paper_scale.py`; UCF11 unless
+--dataset says otherwise), each step measured: the figures of docs/BENCHMARKS.md, "Paper-scale rehearsal".
 
     python -m scripts.make_paper_scale --dataset ucf11 --scale 1.0 --out /data/ps/ucf11 --workers 2
     python -m scripts.rehearse_paper_scale --root /data/ps/ucf11 --cache /data/ps/cache --out /data/ps/runs
@@ -9,8 +9,8 @@ Steps, one after the other (never two at once: the machine's cores are shared):
    floor); then `python -m app preprocess` (skipped with --no-preprocess), timed, with its CPU
    seconds. Per core = clips per CPU second, so the floor's one thread and preprocess's workers
    compare on equal terms.
-2. `python -m app train --config app/configs/ucf11_<model>.toml`, fold 0 of the group split, for each
-   --models entry, with its epoch time, data share and test accuracy from the run folder.
+2. `python -m app train --config app/configs/<dataset>_<model>.toml` (UCF11: fold 0 of the group
+   split; Celebrities: fold 0; Hollywood2: its official split) for each --models entry, with its epoch time, data share and test accuracy from the run folder.
 3. the recurrence's share of a TT-GRU training step, on --sample-steps steps of the epoch's own plan:
    each whole step (`app.train.train_step` on its micro-batches), then the recurrence alone
    (`models.gru_recurrence`, forward and backward) on the same step sizes, both timed here.
@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import json
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import torch
@@ -65,12 +65,26 @@ def measured(cmd: list[str], log_dir: Path) -> dict:
     return {"seconds": run.seconds, "cpu_seconds": cpu, "peak_pss_gib": (run.peak or 0) / 2**30}
 
 
-def preprocess_step(root: Path, cache: Path, out: Path, workers: int) -> dict:
-    files = sorted(glob.glob(str(root / "*" / "*" / "*.mpg")))
+SPLIT = {  # train arguments and the run's folder below its experiment folder, per dataset
+    "ucf11": (['--data.split="group"', "--fold", "0"], "fold0"),
+    "celebrities": (["--fold", "0"], "fold0"),
+    "hollywood2": ([], ""),
+}
+
+
+def config(dataset: str, model: str = "tt_gru", overrides: tuple[str, ...] = ()) -> Any:
+    from app.config import load_config
+
+    return load_config(f"app/configs/{dataset}_{model}.toml", overrides)
+
+
+def preprocess_step(dataset: str, root: Path, cache: Path, out: Path, workers: int) -> dict:
+    files = sorted(str(p) for p in root.rglob("*") if p.suffix in (".mpg", ".avi") and p.is_file())
     one, auto = floor(files, "1"), floor(files, "AUTO")
     shutil.rmtree(cache, ignore_errors=True)
-    cmd = [PY, "-m", "app", "preprocess", "--dataset", "ucf11", "--root", str(root), "--cache", str(cache),
-           "--fps", "24", "--size", "160x120", "--workers", str(workers)]  # fmt: skip
+    data = config(dataset).data
+    cmd = [PY, "-m", "app", "preprocess", "--dataset", dataset, "--root", str(root), "--cache", str(cache),
+           "--fps", f"{data.fps:g}", "--size", f"{data.size[0]}x{data.size[1]}", "--workers", str(workers)]  # fmt: skip
     r = measured(cmd, out / "logs" / "preprocess")
     cache_bytes = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file())
     n, cores = len(files), os.cpu_count() or 1
@@ -85,34 +99,34 @@ def preprocess_step(root: Path, cache: Path, out: Path, workers: int) -> dict:
 
 
 def train_step_run(model: str, args: argparse.Namespace) -> dict:
-    runs = args.out / "runs"
-    shutil.rmtree(runs / f"ucf11_{model}", ignore_errors=True)
-    cmd = [PY, "-m", "app", "train", "--config", f"app/configs/ucf11_{model}.toml",
-           f'--data.root="{args.root}"', f'--data.cache="{args.cache}"', '--data.split="group"', "--fold", "0",
+    runs, (split, fold_dir) = args.out / "runs", SPLIT[args.dataset]
+    shutil.rmtree(runs / f"{args.dataset}_{model}", ignore_errors=True)
+    cmd = [PY, "-m", "app", "train", "--config", f"app/configs/{args.dataset}_{model}.toml",
+           f'--data.root="{args.root}"', f'--data.cache="{args.cache}"', *split,
            f"--train.epochs={args.epochs}", "--train.patience=0", f'--train.out_dir="{runs}"',
            *args.override]  # fmt: skip
     r = measured(cmd, args.out / "logs" / f"train_{model}")
-    fold = runs / f"ucf11_{model}" / "fold0"
+    fold = runs / f"{args.dataset}_{model}" / fold_dir
     rows = list(csv.DictReader((fold / "metrics.csv").open()))
     test = json.loads((fold / "test_metrics.json").read_text())
+    metric = "accuracy" if "accuracy" in test else "map"  # Hollywood2 is multi-label: mean AP
     return {**r, "epoch_seconds": [float(row["epoch_seconds"]) for row in rows],
-            "data_share": [float(row["data_share"]) for row in rows],
-            "test_accuracy": test["accuracy"], "chance": 1 / len(test["confusion"])}  # fmt: skip
+            "data_share": [float(row["data_share"]) for row in rows], "metric": metric,
+            "test": test[metric], "chance": 1 / len(test["confusion"]) if "confusion" in test else None}
 
 
 def recurrence_share(args: argparse.Namespace) -> dict:
     """Time of the recurrence (forward + backward) / time of the whole training step, summed over
     steps sampled evenly from fold 0's first epoch plan."""
-    from app.config import load_config
     from app.train import build_model, classifier_weights, train_step
     from data.batch import pad_collate
     from data.datasets import BucketBatchSampler, build_datasets
     from models.gru_recurrence import gru_recurrence
 
-    cfg = load_config("app/configs/ucf11_tt_gru.toml", [
-        f'--data.root="{args.root}"', f'--data.cache="{args.cache}"', '--data.split="group"', *args.override,
-    ])  # fmt: skip
-    data = build_datasets(cfg.data, fold=0, seed=cfg.train.seed)
+    split = [a for a in SPLIT[args.dataset][0] if a.startswith("--data.")]
+    cfg = config(args.dataset, "tt_gru", (f'--data.root="{args.root}"', f'--data.cache="{args.cache}"', *split,
+                                          *args.override))  # fmt: skip
+    data = build_datasets(cfg.data, fold=0 if SPLIT[args.dataset][1] else None, seed=cfg.train.seed)
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=len(data.class_names), input_spec=data.input_spec)
     opt = torch.optim.Adam(model.parameters(), cfg.train.lr)
@@ -126,7 +140,7 @@ def recurrence_share(args: argparse.Namespace) -> dict:
         batches = [pad_collate([data.train[key] for key in part]) for part in parts]
         t = time.perf_counter()
         train_step(model, batches, opt, None, l2=cfg.train.l2, l2_weights=classifier_weights(model),
-                   grad_clip=cfg.train.grad_clip, multi_label=False, device=torch.device("cpu"))  # fmt: skip
+                   grad_clip=cfg.train.grad_clip, multi_label=data.multi_label, device=torch.device("cpu"))  # fmt: skip
         step_s += time.perf_counter() - t
         for b in batches:
             lengths = sorted(b.lengths.tolist(), reverse=True)
@@ -152,8 +166,9 @@ def report(result: dict) -> None:
     for model, r in result["train"].items():
         epochs = ", ".join(f"{s:.1f}" for s in r["epoch_seconds"])
         shares = ", ".join(f"{s:.3f}" for s in r["data_share"])
-        print(f"{model}: epoch {epochs} s, data share {shares}, test accuracy {r['test_accuracy']:.3f} "
-              f"(chance {r['chance']:.3f}), run {r['seconds']:.1f} s, peak PSS {r['peak_pss_gib']:.2f} GiB")
+        chance = f" (chance {r['chance']:.3f})" if r["chance"] else ""
+        print(f"{model}: epoch {epochs} s, data share {shares}, test {r['metric']} {r['test']:.3f}{chance}, "
+              f"run {r['seconds']:.1f} s, peak PSS {r['peak_pss_gib']:.2f} GiB")
     tt, gru = result["train"].get("tt_gru"), result["train"].get("gru")
     if tt and gru:
         print(f"GRU / TT-GRU epoch time: {gru['epoch_seconds'][0] / tt['epoch_seconds'][0]:.2f}x")
@@ -168,7 +183,8 @@ def report(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scripts.rehearse_paper_scale", description=__doc__.split("\n")[0])
-    p.add_argument("--root", type=Path, required=True, help="a UCF11 stand-in (scripts/make_paper_scale.py)")
+    p.add_argument("--dataset", choices=sorted(SPLIT), default="ucf11")
+    p.add_argument("--root", type=Path, required=True, help="the dataset's stand-in (scripts/make_paper_scale.py)")
     p.add_argument("--cache", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="run folders, logs and rehearsal.json")
     p.add_argument("--models", nargs="+", default=["tt_gru", "gru"])
@@ -183,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     result: dict = {"train": {}}
     if not args.no_preprocess:
-        result["preprocess"] = preprocess_step(args.root, args.cache, args.out, args.workers)
+        result["preprocess"] = preprocess_step(args.dataset, args.root, args.cache, args.out, args.workers)
     for model in args.models:
         result["train"][model] = train_step_run(model, args)
     if args.sample_steps:
