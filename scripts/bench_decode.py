@@ -130,45 +130,42 @@ def scaling_agreement(size: tuple[int, int], frames_per_clip: int = 40) -> None:
 
 
 def cpu_breakdown(paths: list[str], fps: float, size: tuple[int, int]) -> None:
-    """CPU seconds of this process per stage on `paths` (see the module docstring)."""
+    """CPU seconds of this process per stage on `paths` (see the module docstring). The cache's
+    stages run clip by clip, as preprocess does them (holding every array at once would add the
+    page faults of gigabytes of fresh memory to the decode)."""
     import hashlib
 
     import cv2
     import numpy as np
 
-    arrays: list = []
+    def lowres_cv2(path: str) -> None:  # every fifth frame dropped: 29.97 -> 24 fps keeps four of five
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_count = 1
+            stream.codec_context.options = {"lowres": "1"}
+            for i, frame in enumerate(container.decode(stream)):
+                if i % 5 != 4:
+                    cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
 
-    def ours() -> None:
-        arrays[:] = [video_to_array(p, fps=fps, size=size, threads=1) for p in paths]
+    cpu: dict[str, float] = {}
 
-    def save() -> None:
-        with tempfile.TemporaryDirectory(prefix="bench_decode_") as tmp:
-            for a in arrays:
-                np.save(Path(tmp) / "a.npy", a)
-
-    def lowres_cv2() -> None:  # every fifth frame dropped: 29.97 -> 24 fps keeps four of five
-        for path in paths:
-            with av.open(path) as container:
-                stream = container.streams.video[0]
-                stream.thread_count = 1
-                stream.codec_context.options = {"lowres": "1"}
-                for i, frame in enumerate(container.decode(stream)):
-                    if i % 5 != 4:
-                        cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
-
-    stages = {
-        "floor: decode every frame, one thread": lambda: floor_one_thread(paths),
-        "video_to_array (decode, sample, area scale, RGB)": ours,
-        "sha256 of those arrays (the cache's hash)": lambda: [hashlib.sha256(a.data).digest() for a in arrays],
-        "np.save of those arrays": save,
-        "lowres decode + cv2 I420->RGB of kept frames": lowres_cv2,
-    }
-    print(f"{len(paths)} files; CPU seconds of one process (time.process_time), {fps:g} fps, {size[0]}x{size[1]}")
-    for name, stage in stages.items():
+    def timed(name: str, work, *args, **kwargs):
         start = time.process_time()
-        stage()
-        cpu = time.process_time() - start
-        print(f"{name:<52} {cpu:7.2f} CPU s {len(paths) / cpu:8.1f} clips per CPU s")
+        out = work(*args, **kwargs)
+        cpu[name] = cpu.get(name, 0.0) + time.process_time() - start
+        return out
+
+    with tempfile.TemporaryDirectory(prefix="bench_decode_") as tmp:
+        for path in paths:
+            timed("floor: decode every frame, one thread", floor_one_thread, [path])
+            a = timed("video_to_array (decode, sample, area scale, RGB)", video_to_array, path, fps=fps, size=size,
+                      threads=1)  # fmt: skip
+            timed("sha256 of its array (the cache's hash)", hashlib.sha256, a.data)
+            timed("np.save of its array", np.save, Path(tmp) / "a.npy", a)
+            timed("lowres decode + cv2 I420->RGB of kept frames", lowres_cv2, path)
+    print(f"{len(paths)} files; CPU seconds of one process (time.process_time), {fps:g} fps, {size[0]}x{size[1]}")
+    for name, seconds in cpu.items():
+        print(f"{name:<52} {seconds:7.2f} CPU s {len(paths) / seconds:8.1f} clips per CPU s")
 
 
 def floor_one_thread(paths: list[str]) -> int:
