@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import multiprocessing
 import multiprocessing.context
 import os
@@ -26,16 +27,24 @@ def worker_context() -> multiprocessing.context.BaseContext:
     """How decode workers start: fork on Linux, the platform's default elsewhere.
 
     Fork starts a worker without importing anything, where spawn re-imports numpy and PyAV in each
-    one (enough to eat the gain of a second worker on a short run). Forking is safe here:
-    the parents hold no open decoder when they fork, and the workers use no torch.
+    one (enough to eat the gain of a second worker on a short run). Forking is safe here: the
+    parents hold no open decoder when they fork, and the workers use no torch. An unreachable
+    decoder is another matter: a reference cycle (an exception's traceback and the frame that held
+    the container) can keep one alive until the garbage collector runs, and if that happens in a
+    forked worker, freeing the decoder waits forever on the copy of a lock its threads held in the
+    parent. So the parent collects its garbage here, before it forks, and each worker freezes what
+    it inherited (`die_with_parent`).
     """
     if sys.platform.startswith("linux"):
+        gc.collect()
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context()
 
 
 def die_with_parent(parent_pid: int) -> None:
-    """Call first thing in a worker: SIGKILL this process when `parent_pid` (its parent) dies."""
+    """Call first thing in a worker: SIGKILL this process when `parent_pid` (its parent) dies. Also
+    keeps the garbage collector off the objects the worker inherited (see `worker_context`)."""
+    gc.freeze()
     if not sys.platform.startswith("linux"):
         return
     try:

@@ -8,6 +8,11 @@ GUARDS = "tests/test_guards_models.py"
 
 MUTATIONS = (
     Mutation(
+        "a forked worker's garbage collector frees the parent's unreachable decoder (and hangs)",
+        "preprocessing/workers.py", "    gc.freeze()\n", "",
+        ("tests/test_workers.py",),
+    ),
+    Mutation(
         "fps rule: a frame starting exactly on a slot misses it", "preprocessing/sampling.py",
         "k_end = math.ceil(t_next * self.fps)",
         "k_end = math.floor(t_next * self.fps) + 1",
