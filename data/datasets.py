@@ -1,8 +1,9 @@
 """Train / validation / test datasets of an experiment, built from its `[data]` config.
 
 Pixel datasets (UCF11, Hollywood2, YouTube Celebrities, a `folder` tree such as the demo set) read
-the frame cache written by `python -m app preprocess`: one memory-mapped uint8 `(T, H, W, 3)` array
-per clip, so training never holds a dataset in memory. The protocol decides the splits:
+the frame cache written by `python -m app preprocess`: one uint8 `(T, H, W, 3)` array per clip,
+read a clip (or the window of one) at a time, so training never holds a dataset in memory. The
+protocol decides the splits:
 
 - k-fold (UCF11, Celebrities, a folder without split folders): `split = "random"` reproduces the
   authors' code exactly: clips in path order, `np.random.seed(11111986)`,
@@ -46,7 +47,6 @@ from preprocessing.cache import (
     CacheError,
     CacheIndex,
     npy_path,
-    read_array,
     read_array_into,
     read_cache,
 )
@@ -149,12 +149,8 @@ class CachedClips(Dataset):
         i, epoch = key if isinstance(key, tuple) else (key, None)
         entry = self.entries[i]
         start, stop = self.window(i, epoch)
-        path = self._path(i)
-        if stop - start < entry.frames:  # a window: map the file, copy out only the window
-            frames = read_array(path, entry.shape)  # memory-mapped (T, H, W, 3)
-            x = torch.from_numpy(np.array(frames[start:stop]))  # (T', H, W, 3) uint8
-        else:  # the whole clip: one plain read is cheaper than mapping a small file
-            x = torch.from_numpy(read_array(path, entry.shape, mmap=False))  # (T, H, W, 3) uint8
+        x = torch.empty((stop - start, *entry.shape[1:]), dtype=torch.uint8)  # (T', H, W, 3)
+        read_array_into(self._path(i), entry.shape, x.numpy(), start)  # only the window is read
         y = self.target(i)
         return x, (torch.from_numpy(y) if self.multi_label else torch.tensor(y)), entry.clip_id
 

@@ -242,21 +242,8 @@ def read_array_into(path: str | os.PathLike, shape: tuple[int, ...], out: np.nda
     readinto at the window's offset (no buffer between the file and `out`: a batch of long clips
     is read straight into its padded tensor); anything else through `read_array` (mapped).
     CacheError when the file is not that array."""
-    n, frame = out.shape[0], math.prod(shape[1:])
-    assert out.shape == (n, *shape[1:]) and out.flags.c_contiguous and 0 <= start <= start + n <= shape[0]
-    header = _npy_header(tuple(shape))
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            exact = size == len(header) + math.prod(shape) and f.read(len(header)) == header
-            if exact:
-                f.seek(len(header) + start * frame)
-                if f.readinto(memoryview(out).cast("B")) != n * frame:
-                    raise CacheError(f"{path}: ended early")  # (the size was checked: a file cut meanwhile)
-                return
-    except OSError:
-        pass  # read_array reports it
-    out[...] = read_array(path, shape)[start : start + n]
+    if not _readinto_exact(path, shape, out, start):
+        out[...] = read_array(path, shape)[start : start + out.shape[0]]
 
 
 @functools.lru_cache(maxsize=256)
@@ -267,19 +254,28 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
     return buf.getvalue()
 
 
-def _read_exact_npy(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray | None:
-    header = _npy_header(shape)
+def _readinto_exact(path: str | os.PathLike, shape: tuple[int, ...], out: np.ndarray, start: int) -> bool:
+    """Frames start:start+len(out) read into `out` when the file is exactly what np.save writes for
+    a uint8 array of `shape` (size and header checked byte for byte); False otherwise (the caller's
+    np.load path then reads it, or says what is wrong)."""
+    n, frame = out.shape[0], math.prod(shape[1:])
+    assert out.shape == (n, *shape[1:]) and out.flags.c_contiguous and 0 <= start <= start + n <= shape[0]
+    header = _npy_header(tuple(shape))
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size != len(header) + math.prod(shape):
-                return None
-            raw = bytearray(size)  # writable, so torch.from_numpy takes it without a copy or a warning
-            if f.readinto(raw) != size or raw[: len(header)] != header:
-                return None
+            if os.fstat(f.fileno()).st_size != len(header) + math.prod(shape) or f.read(len(header)) != header:
+                return False
+            f.seek(len(header) + start * frame)
+            # (a 1-D byte view: memoryview cannot cast a shape with a zero in it)
+            return f.readinto(out.reshape(-1).view(np.uint8)) == n * frame  # short: a file cut meanwhile
     except OSError:
-        return None  # np.load reports it
-    return np.frombuffer(raw, np.uint8, offset=len(header)).reshape(shape)
+        return False
+
+
+def _read_exact_npy(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The whole array when the file is exactly what np.save writes (see `_readinto_exact`), else None."""
+    array = np.empty(shape, np.uint8)  # writable, so torch.from_numpy takes it without a copy or a warning
+    return array if _readinto_exact(path, shape, array, 0) else None
 
 
 def npy_path(cache_dir: str | os.PathLike, entry: CacheEntry) -> Path:

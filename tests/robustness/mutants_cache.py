@@ -5,7 +5,7 @@ from tests.robustness.mutations import Mutation
 MUTATIONS = (
     Mutation(
         "a window read into a batch starts at the clip's first frame", "preprocessing/cache.py",
-        "                f.seek(len(header) + start * frame)", "                f.seek(len(header))",
+        "            f.seek(len(header) + start * frame)", "            f.seek(len(header))",
         ("tests/test_cache.py", "-k", "read_into"),
     ),
     Mutation(

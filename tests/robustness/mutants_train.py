@@ -93,7 +93,8 @@ MUTATIONS = (
     ),
     Mutation(
         "DDP ranks all step through every batch (sampler not sharded by rank)", FILE,
-        "rank=dist_info.rank, num_replicas=dist_info.world,", "rank=0, num_replicas=1,",
+        "rank=dist_info.rank, num_replicas=dist_info.world, batch_frames=cfg.data.batch_frames,",
+        "rank=0, num_replicas=1, batch_frames=cfg.data.batch_frames,",
         (GUARDS, "-k", "two_process_ddp"),
     ),
     Mutation(
