@@ -58,13 +58,17 @@ def make_dataset(folder: Path, copies: int) -> list[Path]:
     return paths
 
 
-def floor(paths: list[Path]) -> int:
-    """PyAV decoding every frame of the first video stream, no conversion; returns frames decoded."""
+def floor(paths: list[Path] | list[str], threads: str = "AUTO") -> int:
+    """PyAV decoding every frame of the first video stream, no conversion; returns frames decoded.
+    threads: "AUTO" (FFmpeg's own threading) or "1" (one thread)."""
     frames = 0
     for path in paths:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            if threads == "AUTO":
+                stream.thread_type = "AUTO"
+            else:
+                stream.thread_count = int(threads)
             for _ in container.decode(stream):
                 frames += 1
     return frames
@@ -157,7 +161,7 @@ def cpu_breakdown(paths: list[str], fps: float, size: tuple[int, int]) -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_decode_") as tmp:
         for path in paths:
-            timed("floor: decode every frame, one thread", floor_one_thread, [path])
+            timed("floor: decode every frame, one thread", floor, [path], "1")
             a = timed("video_to_array (decode, sample, area scale, RGB)", video_to_array, path, fps=fps, size=size,
                       threads=1)  # fmt: skip
             timed("sha256 of its array (the cache's hash)", hashlib.sha256, a.data)
@@ -166,17 +170,6 @@ def cpu_breakdown(paths: list[str], fps: float, size: tuple[int, int]) -> None:
     print(f"{len(paths)} files; CPU seconds of one process (time.process_time), {fps:g} fps, {size[0]}x{size[1]}")
     for name, seconds in cpu.items():
         print(f"{name:<52} {seconds:7.2f} CPU s {len(paths) / seconds:8.1f} clips per CPU s")
-
-
-def floor_one_thread(paths: list[str]) -> int:
-    frames = 0
-    for path in paths:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_count = 1
-            for _ in container.decode(stream):
-                frames += 1
-    return frames
 
 
 def _cpu_seconds() -> float:

@@ -29,27 +29,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import av
 import torch
 
+from scripts.bench_decode import floor
 from scripts.bench_long_video import ROOT, run_measured
 
 PY = sys.executable
 
 
-def floor(paths: list[str], threads: str) -> dict:
-    """bench_decode's floor, PyAV decoding every frame and converting none, with one thread
-    (threads "1") or FFmpeg's own threading ("AUTO", as bench_decode runs it): wall and CPU seconds."""
-    frames, cpu, wall = 0, time.process_time(), time.perf_counter()
-    for path in paths:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            if threads == "AUTO":
-                stream.thread_type = "AUTO"
-            else:
-                stream.thread_count = 1
-            for _ in container.decode(stream):
-                frames += 1
+def timed_floor(paths: list[str], threads: str) -> dict:
+    """`scripts.bench_decode.floor` on `paths` ("1": one thread; "AUTO": FFmpeg's own threading, as
+    bench_decode runs it), with its wall and CPU seconds."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    frames = floor(paths, threads)
     return {"frames": frames, "seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
 
 
@@ -80,7 +72,7 @@ def config(dataset: str, model: str = "tt_gru", overrides: tuple[str, ...] = ())
 
 def preprocess_step(dataset: str, root: Path, cache: Path, out: Path, workers: int) -> dict:
     files = sorted(str(p) for p in root.rglob("*") if p.suffix in (".mpg", ".avi") and p.is_file())
-    one, auto = floor(files, "1"), floor(files, "AUTO")
+    one, auto = timed_floor(files, "1"), timed_floor(files, "AUTO")
     shutil.rmtree(cache, ignore_errors=True)
     data = config(dataset).data
     cmd = [PY, "-m", "app", "preprocess", "--dataset", dataset, "--root", str(root), "--cache", str(cache),
