@@ -598,7 +598,7 @@ def _train_on(run: _Run, st: TrainState, batch: list[Batch]) -> None:
         grad_clip=tc.grad_clip, multi_label=run.data.multi_label, device=run.device, loss_scale=run.loss_scale,
         precision=tc.precision,
     )
-    n = sum(len(part.ids) for part in batch)
+    n = y.shape[0]  # the step's clips, counted as train_step weighs them
     st.sums["loss"] += loss.item() * n
     st.sums["seen"] += n
     if not run.data.multi_label:

@@ -90,7 +90,7 @@ def preprocess_step(dataset: str, root: Path, cache: Path, out: Path, workers: i
     }  # fmt: skip
 
 
-def train_step_run(model: str, args: argparse.Namespace) -> dict:
+def train_measured(model: str, args: argparse.Namespace) -> dict:
     runs, (split, fold_dir) = args.out / "runs", SPLIT[args.dataset]
     shutil.rmtree(runs / f"{args.dataset}_{model}", ignore_errors=True)
     cmd = [PY, "-m", "app", "train", "--config", f"app/configs/{args.dataset}_{model}.toml",
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_preprocess:
         result["preprocess"] = preprocess_step(args.dataset, args.root, args.cache, args.out, args.workers)
     for model in args.models:
-        result["train"][model] = train_step_run(model, args)
+        result["train"][model] = train_measured(model, args)
     if args.sample_steps:
         result["recurrence"] = recurrence_share(args)
     (args.out / "rehearsal.json").write_text(json.dumps(result, indent=1))

@@ -117,7 +117,6 @@ def _train_cmd(config: Path, name: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "app", "train", "--config", str(config), f"--train.name={name}", *extra]
 
 
-@pytest.mark.slow
 def test_resume_from_a_state_saved_before_data_seconds_existed(tmp_path):
     """A resume state written before the epoch sums had "data_seconds" resumes (that sum starts at 0)
     and the resumed epoch still reports a data share."""
@@ -136,6 +135,7 @@ def test_resume_from_a_state_saved_before_data_seconds_existed(tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2] and 0 < float(rows[-1]["data_share"]) < 1
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path):
     cache = write_fake_cache(tmp_path / "cache", per_class=14, splits={"train": 0.8, "test": 0.2})
     config = write_config(
