@@ -2,7 +2,7 @@
 
     python -m scripts.bench_qrnn                 # the default sizes: T=300, D=1152, H=1024, B=64 and 8
     python -m scripts.bench_qrnn --repeats 5 --threads 2
-    THP_MEM_ALLOC_ENABLE=1 python -m scripts.bench_qrnn   # torch's allocator backs large tensors with huge pages
+    python -m scripts.bench_qrnn --allocator thp  # every contender on huge pages (THP_MEM_ALLOC_ENABLE=1)
 
 Forward + backward (sum of outputs as the loss) of
 1. one QRNN layer (fo-pooling, conv window 1 and 2; conv1d + the fused `QRNNPool`) vs one `nn.LSTM`
@@ -13,6 +13,14 @@ Forward + backward (sum of outputs as the loss) of
 3. the pooling step (gate activations, recurrence, output gate: everything after the convolution):
    `QRNNPool` vs the same ops composed with the `unbind` loop.
 
+The QRNN/LSTM ratio is printed beside its bound. On a CPU both layers are compute-bound, so the bound
+is the ratio of their multiply-adds: an fo-QRNN layer (k=1) does 3DH per step and sample, an LSTM
+4(D+H)H (2.52x at D=1152, H=1024). "QRNN k=1, GEMMs alone" times only the layer's matrix products
+(the gates' forward, the input and weight gradients; no activations, no recurrence): no QRNN built on
+torch's float32 products can be faster, so LSTM / that is the ceiling this CPU allows.
+`--allocator thp` runs every contender with torch's allocator on transparent huge pages: glibc hands
+each large tensor fresh pages, which the kernel faults in and zero-fills one 4 KB page at a time.
+
 Runs alternate between the contenders and each reports its fastest repeat, so a busy machine slows
 both alike; read the RATIOS. Nothing here asserts a speed.
 """
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -64,21 +73,44 @@ class _Composed(nn.Module):
         return self.layer.forward_reference(x)
 
 
+class _GatesOnly(nn.Module):
+    """A QRNNLayer's matrix products alone: the gates (T, B, 3H); their sum's gradient reaches x and W."""
+
+    def __init__(self, layer: QRNNLayer) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer.gates(x)
+
+
+def flop_bound(D: int, H: int) -> float:
+    """LSTM / fo-QRNN (k=1) multiply-adds per step and sample: 4(D+H)H / 3DH."""
+    return 4 * (D + H) / (3 * D)
+
+
 def bench_layers(T: int, B: int, D: int, H: int, repeats: int) -> list[str]:
     torch.manual_seed(0)
     x = torch.randn(T, B, D, requires_grad=True)
+    qrnn = QRNNLayer(D, H, window=1, pooling="fo")
     contenders = {
-        "QRNN k=1": _fwd_bwd(QRNNLayer(D, H, window=1, pooling="fo"), x),
+        "QRNN k=1": _fwd_bwd(qrnn, x),
         "QRNN k=2": _fwd_bwd(QRNNLayer(D, H, window=2, pooling="fo"), x),
         "QRNN k=1, composed ops": _fwd_bwd(_Composed(QRNNLayer(D, H, window=1, pooling="fo")), x),
+        "QRNN k=1, GEMMs alone": _fwd_bwd(_GatesOnly(qrnn), x),
         "nn.LSTM": _fwd_bwd(nn.LSTM(D, H), x),
     }
     best = _race(contenders, repeats)
     lstm = best["nn.LSTM"]
-    return [
+    rows = [
         f"| layer fwd+bwd | T={T} B={B} D={D} H={H} | {name} | {t * 1e3:.0f} ms | {lstm / t:.2f}x |"
         for name, t in best.items()
     ]
+    bound = flop_bound(D, H)
+    ratio, ceiling = lstm / best["QRNN k=1"], lstm / best["QRNN k=1, GEMMs alone"]
+    rows.append(f"| QRNN k=1 / LSTM vs the FLOP bound | B={B} | {ratio:.2f}x of {bound:.2f}x | "
+                f"**{ratio / bound:.2f}** of the bound | GEMMs alone: {ceiling:.2f}x = {ceiling / bound:.2f} |")
+    return rows
 
 
 def bench_recurrence(T: int, B: int, H: int, repeats: int) -> list[str]:
@@ -141,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, nargs="+", default=[64, 8])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--allocator", choices=("glibc", "thp"), default="glibc",
+                   help="thp: every contender on huge pages (torch reads THP_MEM_ALLOC_ENABLE at its first allocation)")
     args = p.parse_args(argv)
+    if args.allocator == "thp" and os.environ.get("THP_MEM_ALLOC_ENABLE") != "1":  # too late in this process
+        env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1"}
+        os.execve(sys.executable, [sys.executable, "-m", "scripts.bench_qrnn", *(sys.argv[1:] if argv is None else argv)], env)
     if args.threads:
         torch.set_num_threads(args.threads)
     thp = os.environ.get("THP_MEM_ALLOC_ENABLE", "0")  # torch's CPU allocator: huge pages for >= 2 MB

@@ -206,3 +206,22 @@ def test_batch_norm_and_context_gating_on_the_pooled_vector():
                        context_gating=True).eval()  # fmt: skip
     xs, lengths = torch.randn(2, 6, 4), torch.tensor([6, 2])
     torch.testing.assert_close(seq(xs, lengths)[1:], seq(xs[1:, :2], torch.tensor([2])), atol=1e-6, rtol=1e-5)
+
+
+def test_bench_reads_its_ratio_against_the_multiply_add_bound():
+    """bench_qrnn's bound is LSTM / QRNN multiply-adds, counted here per gate and product; its table
+    row divides the measured LSTM / QRNN time ratio by it."""
+    from scripts import bench_qrnn
+
+    D, H = 1152, 1024
+    qrnn_macs = 3 * D * H  # Z, F, O gates from the input (k = 1)
+    lstm_macs = 4 * D * H + 4 * H * H  # four gates from the input and from the previous state
+    assert bench_qrnn.flop_bound(D, H) == pytest.approx(lstm_macs / qrnn_macs)
+    assert bench_qrnn.flop_bound(D, H) == pytest.approx(2.52, abs=0.005)  # the issue's figure
+    rows = bench_qrnn.bench_layers(T=6, B=2, D=8, H=4, repeats=1)
+    times = {r.split(" | ")[2]: float(r.split(" | ")[3].split()[0]) for r in rows if r.startswith("| layer")}
+    assert set(times) >= {"QRNN k=1", "QRNN k=1, GEMMs alone", "nn.LSTM"}
+    bound_row = rows[-1]
+    ratio, bound = (float(v.rstrip("x")) for v in bound_row.split(" | ")[2].split(" of "))
+    assert bound == pytest.approx(bench_qrnn.flop_bound(8, 4), abs=0.005)
+    assert float(bound_row.split("**")[1]) == pytest.approx(ratio / bound, abs=0.01)

@@ -114,4 +114,10 @@ MUTATIONS = (
         "return torch.sigmoid(self.gate(x))",
         ("tests/test_qrnn.py", "-k", "context_gating"),
     ),
+    Mutation(
+        "bench_qrnn's FLOP bound divides by the hidden size instead of the input size", "scripts/bench_qrnn.py",
+        "return 4 * (D + H) / (3 * D)",
+        "return 4 * (D + H) / (3 * H)",
+        ("tests/test_qrnn.py", "-k", "bench_reads"),
+    ),
 )
