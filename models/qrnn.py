@@ -34,6 +34,7 @@ where the QRNN is a gated MLP: h = o * (1 - f) * z.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -129,6 +130,20 @@ def forget_mult_reference(f: torch.Tensor, u: torch.Tensor, c0: torch.Tensor | N
 # Layers
 
 
+CHUNK_BYTES = 8 << 20  # gates per chunk of steps in QRNNPool: a few MB, so a chunk's work stays in cache
+
+
+def _chunks(gates: torch.Tensor) -> list[tuple[int, int]]:
+    """[t0, t1) spans of steps holding about CHUNK_BYTES of the (T, B, G*H) gates each."""
+    T, B, GH = gates.shape
+    steps = max(1, CHUNK_BYTES // max(1, B * GH * gates.element_size()))
+    return [(t0, min(T, t0 + steps)) for t0 in range(0, T, steps)]
+
+
+def _one_minus(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return torch.mul(x, -1.0, out=out).add_(1.0)
+
+
 class QRNNPool(torch.autograd.Function):
     """The whole elementwise part of a QRNN layer in one autograd node: gate pre-activations
     (T, B, G*H) -> hidden outputs (T, B, H), for f, fo and ifo pooling, with zoneout.
@@ -136,70 +151,142 @@ class QRNNPool(torch.autograd.Function):
     z = tanh, s = sigmoid of the F block, keep = (1 - s) * m (m: the zoneout mask or scale, else 1),
     f = 1 - keep, u = keep * z (f, fo) or i * z (ifo), c_t = f_t c_{t-1} + u_t, h = c or o * c.
     Written out (forward and backward by hand) because the composed version allocates a fresh
-    (T, B, H) tensor per elementwise op and per gradient: at T=300, B=64, H=1024 each is 78 MB, and
-    on CPU the first touch of fresh memory (page faults) costs more than the arithmetic
-    (docs/BENCHMARKS.md, "QRNN vs LSTM").
+    (T, B, H) tensor per elementwise op and per gradient (78 MB each at T=300, B=64, H=1024), and
+    the CPU's time goes to moving them through memory and faulting them in.
+
+    Forward and backward walk through time in chunks of about `CHUNK_BYTES` of gates: every
+    elementwise op and the recurrence of a chunk run while it sits in the CPU's cache, so each
+    full-size tensor passes through memory once. `bias` (G*H,), when given, is added to the gates
+    first (the layer's products come without it). With `overwrite=True` (the layer hands over its
+    own fresh gates, which nothing else holds) the activations are written over the gates and the
+    gradients over the activations: no (T, B, G*H) tensor is allocated, and a second backward
+    through the node is refused (autograd sees the saved activations changed).
     """
 
     @staticmethod
-    def forward(ctx, gates: torch.Tensor, c0: torch.Tensor, m: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    def forward(
+        ctx, gates: torch.Tensor, c0: torch.Tensor, m: torch.Tensor | None, pooling: str,
+        bias: torch.Tensor | None = None, overwrite: bool = False,
+    ) -> torch.Tensor:
+        T, B, _ = gates.shape
         H = c0.shape[-1]
-        act = torch.empty_like(gates)  # activations of every gate block, in the gates' layout
-        torch.tanh(gates[..., :H], out=act[..., :H])
-        torch.sigmoid(gates[..., H:], out=act[..., H:])
-        z, s = act[..., :H], act[..., H : 2 * H]
-        # f and c are walked step by step: time-major contiguous, whatever the gates' layout
-        T, B = gates.shape[:2]
-        f = torch.mul(s, -1.0, out=gates.new_empty(T, B, H)).add_(1.0)  # keep = 1 - s
-        if m is not None:
-            f.mul_(m)
-        c = torch.mul(f if pooling != "ifo" else act[..., 3 * H :], z, out=gates.new_empty(T, B, H))
-        f.neg_().add_(1.0)  # f = 1 - keep; c holds u = keep z (or i z): the recurrence runs in place
-        _scan(c, f, c0, out=c)
-        ctx.pooling = pooling
-        ctx.save_for_backward(act, f, c, c0, m)
-        return c.clone() if pooling == "f" else act[..., 2 * H : 3 * H] * c
+        act = gates if overwrite else torch.empty_like(gates)  # activations, in the gates' layout
+        c, h = gates.new_empty(T, B, H), gates.new_empty(T, B, H)  # time-major: walked step by step
+        chunks = _chunks(gates)
+        f = gates.new_empty(chunks[0][1], B, H)
+        prev = c0
+        for t0, t1 in chunks:
+            a = act[t0:t1]
+            if not overwrite:
+                a.copy_(gates[t0:t1])
+            if bias is not None:
+                a.add_(bias)
+            a[..., :H].tanh_()
+            a[..., H:].sigmoid_()
+            prev = _pool_chunk(a, None if m is None else m[t0:t1], prev, c[t0:t1], h[t0:t1], f[: t1 - t0], pooling)
+        ctx.pooling, ctx.overwrite, ctx.with_bias = pooling, overwrite, bias is not None
+        ctx.save_for_backward(act, c, c0, m)
+        return h
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_h: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        act, f, c, c0, m = ctx.saved_tensors
-        pooling = ctx.pooling
-        H = c.shape[-1]
-        z, s = act[..., :H], act[..., H : 2 * H]
-        grad = torch.empty_like(act)  # dL/d(pre-activations), same layout as the gates
-        dc = grad_h.new_empty(c.shape)  # dL/dc, time-major contiguous like c
-        if pooling == "f":
-            dc.copy_(grad_h)
-        else:
-            o = act[..., 2 * H : 3 * H]
-            torch.mul(grad_h, o, out=dc)  # dL/dc from the output
-            do = grad[..., 2 * H : 3 * H]
-            torch.mul(grad_h, c, out=do)
-            do.mul_(o).mul_(torch.rsub(o, 1.0))  # through the sigmoid
-        _scan_back(dc, f, out=dc)
-        # du = dc; df_t = dc_t c_{t-1}
-        df = grad[..., H : 2 * H]  # built here, then turned into the F block's gradient
-        torch.mul(dc[1:], c[:-1], out=df[1:])
-        torch.mul(dc[0], c0, out=df[0])
-        dz = grad[..., :H]
-        if pooling == "ifo":
-            i = act[..., 3 * H :]
-            torch.mul(dc, i, out=dz)  # u = i z
-            di = grad[..., 3 * H :]
-            torch.mul(dc, z, out=di)
-            di.mul_(i).mul_(torch.rsub(i, 1.0))
-            df.neg_()  # d keep = -df (u does not depend on keep)
-        else:
-            keep = torch.rsub(f, 1.0)
-            torch.mul(dc, keep, out=dz)  # u = keep z
-            df.neg_().addcmul_(dc, z)  # d keep = du z - df
-        if m is not None:
-            df.mul_(m)  # keep = (1 - s) m
-        df.neg_().mul_(s).mul_(torch.rsub(s, 1.0))  # ds = -d keep m, through the sigmoid
-        dz.mul_(torch.rsub(z * z, 1.0))  # through the tanh
-        dc0 = f[0] * dc[0] if ctx.needs_input_grad[1] else None
-        return grad, dc0, None, None
+        act, c, c0, m = ctx.saved_tensors
+        B, H = c0.shape
+        chunks = _chunks(act)
+        steps = chunks[0][1]
+        grad = act if ctx.overwrite else torch.empty_like(act)  # dL/d(pre-activations), the gates' layout
+        work = _Work(act.new_empty(steps, B, act.shape[-1]), *(act.new_empty(steps, B, H) for _ in range(3)))
+        carry = None  # (f, dc) of the step after the chunk
+        db = act.new_zeros(act.shape[-1]) if ctx.with_bias else None
+        for t0, t1 in reversed(chunks):
+            prev = c0 if t0 == 0 else c[t0 - 1]
+            g = work.head(t1 - t0)
+            carry = _unpool_chunk(act[t0:t1], None if m is None else m[t0:t1], prev, c[t0:t1],
+                                  grad_h[t0:t1], carry, g, ctx.pooling)
+            grad[t0:t1].copy_(g.grad)
+            if db is not None:
+                db += g.grad.sum((0, 1))
+        f0, dc_0 = carry
+        dc0 = f0 * dc_0 if ctx.needs_input_grad[1] else None
+        return grad, dc0, None, None, db, None
+
+
+def _pool_chunk(
+    a: torch.Tensor, m: torch.Tensor | None, prev: torch.Tensor, c: torch.Tensor, h: torch.Tensor,
+    f: torch.Tensor, pooling: str,
+) -> torch.Tensor:
+    """One chunk of QRNNPool's forward from its activations `a`: fills c and h, returns the last c."""
+    H = c.shape[-1]
+    z, s = a[..., :H], a[..., H : 2 * H]
+    _one_minus(s, f)  # keep = 1 - s
+    if m is not None:
+        f.mul_(m)
+    torch.mul(f if pooling != "ifo" else a[..., 3 * H :], z, out=c)  # u = keep z (or i z)
+    _one_minus(f, f)  # f = 1 - keep
+    _scan(c, f, prev, out=c)  # the recurrence, in place over u
+    if pooling == "f":
+        h.copy_(c)
+    else:
+        torch.mul(a[..., 2 * H : 3 * H], c, out=h)
+    return c[-1]
+
+
+class _Work(NamedTuple):
+    """QRNNPool's backward buffers, (steps, B, .) each: the gates' gradient, keep, f and dL/dc."""
+
+    grad: torch.Tensor
+    keep: torch.Tensor
+    f: torch.Tensor
+    dc: torch.Tensor
+
+    def head(self, n: int) -> _Work:
+        return _Work(*(b[:n] for b in self))
+
+
+def _unpool_chunk(
+    a: torch.Tensor, m: torch.Tensor | None, prev: torch.Tensor, c: torch.Tensor, grad_h: torch.Tensor,
+    carry: tuple[torch.Tensor, torch.Tensor] | None, w: _Work, pooling: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk of QRNNPool's backward, last chunk first: fills w.grad; returns (f, dL/dc) of the
+    chunk's first step, which the chunk before it needs."""
+    H = c.shape[-1]
+    z, s = a[..., :H], a[..., H : 2 * H]
+    keep, f, dc, grad = w.keep, w.f, w.dc, w.grad
+    _one_minus(s, keep)
+    if m is not None:
+        keep.mul_(m)
+    _one_minus(keep, f)
+    if pooling == "f":
+        dc.copy_(grad_h)
+    else:
+        o = a[..., 2 * H : 3 * H]
+        torch.mul(grad_h, o, out=dc)  # dL/dc from the output
+        do = grad[..., 2 * H : 3 * H]
+        torch.mul(grad_h, c, out=do)
+        do.mul_(o).mul_(torch.rsub(o, 1.0))  # through the sigmoid
+    if carry is not None:
+        dc[-1].addcmul_(*carry)  # dc_t += f_{t+1} dc_{t+1} across the chunk boundary
+    _scan_back(dc, f, out=dc)
+    df = grad[..., H : 2 * H]  # dc_t c_{t-1}, then turned into the F block's gradient
+    torch.mul(dc[1:], c[:-1], out=df[1:])
+    torch.mul(dc[0], prev, out=df[0])
+    dz = grad[..., :H]
+    if pooling == "ifo":
+        i = a[..., 3 * H :]
+        torch.mul(dc, i, out=dz)  # u = i z
+        di = grad[..., 3 * H :]
+        torch.mul(dc, z, out=di)
+        di.mul_(i).mul_(torch.rsub(i, 1.0))
+        df.neg_()  # d keep = -df (u does not depend on keep)
+    else:
+        torch.mul(dc, keep, out=dz)  # u = keep z
+        df.neg_().addcmul_(dc, z)  # d keep = du z - df
+    if m is not None:
+        df.mul_(m)  # keep = (1 - s) m
+    df.neg_().mul_(s).mul_(torch.rsub(s, 1.0))  # ds = -d keep m, through the sigmoid
+    dz.mul_(torch.rsub(z * z, 1.0))  # through the tanh
+    return f[0].clone(), dc[0].clone()
 
 
 class QRNNLayer(nn.Module):
@@ -223,27 +310,31 @@ class QRNNLayer(nn.Module):
         self.num_gates = len(pooling) + 1  # Z plus one per letter: F, O, I
         self.conv = nn.Linear(window * input_size, self.num_gates * hidden_size)
 
-    def gates(self, x: torch.Tensor) -> torch.Tensor:
-        """Gate pre-activations (T, B, G*H) of time-major x (T, B, D)."""
+    def gates(self, x: torch.Tensor, bias: bool = True) -> torch.Tensor:
+        """Gate pre-activations (T, B, G*H) of time-major x (T, B, D); `bias=False`: the products alone."""
         T, B, D = x.shape
         k = self.window
+        b = self.conv.bias if bias else None
+        if k == 1 and T > 1:  # one product over the T*B rows: F.conv1d with the rows as its filters
+            # runs oneDNN's GEMM (about twice MKL's on the AMD CPUs measured) and returns the gates
+            # time-major and contiguous, the order QRNNPool walks them in
+            out = F.conv1d(self.conv.weight.t()[None], x.reshape(T * B, D)[..., None])[0].view(T, B, -1)
+            return out if b is None else out + b
         weight = self.conv.weight.view(-1, k, D).transpose(1, 2).contiguous()  # (G*H, D, k), for conv1d
         # (contiguous: handed a strided weight, oneDNN reorders it in every call, a measurable cost at k=2)
         if T == 1:  # video level: the B videos as one sequence of B steps (oneDNN is slow on sequences
-            # of length 1; for T > 1 the form below is the faster: docs/BENCHMARKS.md, "QRNN vs LSTM")
+            # of length 1)
             # Only the newest tap sees data (the older ones see the zeros before the start); using the
             # others here would mix neighbouring videos.
-            out = F.conv1d(x.reshape(B, D).t()[None], weight[..., k - 1 :], self.conv.bias)  # (1, G*H, B)
+            out = F.conv1d(x.reshape(B, D).t()[None], weight[..., k - 1 :], b)  # (1, G*H, B)
             return out[0].t().view(T, B, -1)  # (T, B, G*H)
-        xs = x.permute(1, 2, 0)  # (B, D, T)
-        if k > 1:
-            xs = F.pad(xs, (k - 1, 0))  # causal: zeros before the start
-        return F.conv1d(xs, weight, self.conv.bias).permute(2, 0, 1)  # (T, B, G*H)
+        xs = F.pad(x.permute(1, 2, 0), (k - 1, 0))  # (B, D, T), causal: zeros before the start
+        return F.conv1d(xs, weight, b).permute(2, 0, 1)  # (T, B, G*H)
 
     def forward(self, x: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
         T, B, _ = x.shape
         H = self.hidden_size
-        gates = self.gates(x)
+        gates = self.gates(x, bias=False)  # fresh, held by nothing else: QRNNPool may overwrite it
         if c0 is None:
             c0 = gates.new_zeros(B, H)
         m = None  # zoneout: drop 1 - f with probability p in training, scale it by 1 - p in evaluation
@@ -253,7 +344,7 @@ class QRNNLayer(nn.Module):
                 if self.training
                 else gates.new_full((1, 1, 1), 1.0 - self.zoneout).expand(T, B, H)
             )
-        return QRNNPool.apply(gates, c0, m, self.pooling)
+        return QRNNPool.apply(gates, c0, m, self.pooling, self.conv.bias, True)
 
     def forward_reference(self, x: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
         """The same layer composed of plain torch ops (autograd differentiates it): the reference."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import create_model
+from models import create_model, qrnn
 from models.qrnn import (
     QRNN,
     ForgetMult,
@@ -96,13 +96,36 @@ def test_fused_layer_matches_the_composed_reference(pooling, window, zoneout, T)
 
 
 @pytest.mark.parametrize("pooling", ["f", "fo", "ifo"])
-def test_qrnn_pool_gradcheck_with_a_zoneout_mask(pooling):
+@pytest.mark.parametrize("chunk_steps", [1, 4, 6])
+def test_qrnn_pool_gradcheck_with_a_zoneout_mask(pooling, chunk_steps, monkeypatch):
+    """Chunks of 1 step, of 4 (the last chunk shorter) and one chunk for all 6 steps; with a bias."""
     torch.manual_seed(9)
     G = len(pooling) + 1
+    monkeypatch.setattr(qrnn, "CHUNK_BYTES", chunk_steps * 2 * G * 3 * 8)  # B=2, H=3, float64
+    assert qrnn._chunks(torch.empty(6, 2, G * 3, dtype=torch.float64))[0] == (0, chunk_steps)
     gates = torch.randn(6, 2, G * 3, dtype=torch.float64, requires_grad=True)
     c0 = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(G * 3, dtype=torch.float64, requires_grad=True)
     mask = (torch.rand(6, 2, 3) > 0.3).double()
-    assert torch.autograd.gradcheck(lambda a, b: QRNNPool.apply(a, b, mask, pooling), (gates, c0))
+    assert torch.autograd.gradcheck(lambda a, b, c: QRNNPool.apply(a, b, mask, pooling, c), (gates, c0, bias))
+
+
+@pytest.mark.parametrize("pooling,window,zoneout", [("f", 1, 0.0), ("fo", 1, 0.3), ("ifo", 2, 0.0), ("fo", 1, 0.0)])
+def test_layer_in_chunks_overwrites_only_its_own_gates(pooling, window, zoneout, monkeypatch):
+    """The layer's path (gates overwritten by their activations, then by their gradients) in chunks
+    of 2 steps of 7 equals the composed reference; a second backward through it is refused."""
+    torch.manual_seed(10)
+    layer = QRNNLayer(5, 4, window=window, pooling=pooling, zoneout=zoneout).double().eval()
+    monkeypatch.setattr(qrnn, "CHUNK_BYTES", 2 * 3 * layer.num_gates * 4 * 8)
+    x = torch.randn(7, 3, 5, dtype=torch.float64, requires_grad=True)
+    y, y_ref = layer(x), layer.forward_reference(x)
+    torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=0)
+    g = torch.randn_like(y)
+    inputs = (x, layer.conv.weight, layer.conv.bias)
+    for a, b in zip(torch.autograd.grad(y, inputs, g, retain_graph=True), torch.autograd.grad(y_ref, inputs, g)):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(y, inputs, g)
 
 
 def test_zoneout_keeps_state_in_training_and_scales_in_eval():

@@ -120,4 +120,16 @@ MUTATIONS = (
         "return 4 * (D + H) / (3 * H)",
         ("tests/test_qrnn.py", "-k", "bench_reads"),
     ),
+    Mutation(
+        "QRNNPool backward drops the gradient carried across a chunk boundary", "models/qrnn.py",
+        "        dc[-1].addcmul_(*carry)  # dc_t += f_{t+1} dc_{t+1} across the chunk boundary",
+        "        pass",
+        ("tests/test_qrnn.py", "-k", "gradcheck_with_a_zoneout_mask"),
+    ),
+    Mutation(
+        "QRNNPool forward starts every chunk from the initial state", "models/qrnn.py",
+        "prev = _pool_chunk(a, None if m is None else m[t0:t1], prev,",
+        "prev = _pool_chunk(a, None if m is None else m[t0:t1], c0,",
+        ("tests/test_qrnn.py", "-k", "overwrites_only_its_own_gates"),
+    ),
 )
