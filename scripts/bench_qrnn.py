@@ -74,14 +74,14 @@ class _Composed(nn.Module):
 
 
 class _GatesOnly(nn.Module):
-    """A QRNNLayer's matrix products alone: the gates (T, B, 3H); their sum's gradient reaches x and W."""
+    """A QRNNLayer's matrix products alone (no bias): the gates (T, B, 3H); their sum's gradient reaches x and W."""
 
     def __init__(self, layer: QRNNLayer) -> None:
         super().__init__()
         self.layer = layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer.gates(x)
+        return self.layer.gates(x, bias=False)
 
 
 def flop_bound(D: int, H: int) -> float:

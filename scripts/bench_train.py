@@ -3,6 +3,11 @@
 already in memory, to show the data-loading overhead of the pipeline.
 
     python -m scripts.bench_train [--cache cache/demo] [--configs A.toml B.toml] [--repeats 3]
+    python -m scripts.bench_train --configs app/configs/yt8m_video_{logistic,moe,qrnn}.toml --max-clips 0
+
+YouTube-8M configs stream their TFRecords (parse, multi-hot labels, collate in the loader workers);
+their in-memory variant is the same epoch's batches read once beforehand (--max-clips does not
+apply: the config's train_files are the epoch).
 
 Without a cache at --cache, the demo set is generated and preprocessed into a temporary folder first.
 Both variants run the same optimizer steps (app.train.train_step) on the same batches in the same
@@ -21,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader, IterableDataset
 
 from app.__main__ import main as app_main
 from app.config import load_config
@@ -47,30 +53,38 @@ def bench(config: str, cache: str, repeats: int, workers: int | None, max_clips:
     if workers is not None:
         cfg = cfg.replace("data", workers=workers)
     data = build_datasets(cfg.data, seed=cfg.train.seed)
-    if max_clips and len(data.train) > max_clips:  # an evenly spaced share of the training split
+    streamed = isinstance(data.train, IterableDataset)  # YouTube-8M's TFRecords
+    if max_clips and not streamed and len(data.train) > max_clips:  # an evenly spaced share of the split
         step = len(data.train) // max_clips
         data.train.entries = data.train.entries[::step][:max_clips]
     torch.manual_seed(cfg.train.seed)
     init = build_model(cfg, num_classes=len(data.class_names), input_spec=data.input_spec)
     state = {k: v.clone() for k, v in init.state_dict().items()}
     loader, sampler = train_loader(data.train, cfg, seed=cfg.train.seed, dist_info=Dist(), pin=False)
-    sampler.set_epoch(0)
-    in_memory = [pad_collate([data.train[key] for key in keys]) for keys in sampler]  # same batches, same order
+    epoch_zero = (data.train if streamed else sampler).set_epoch
+    epoch_zero(0)
+    if streamed:  # the same batches in the same order: one consumer reads the shards alike in or out of a worker
+        in_memory = list(DataLoader(data.train, batch_size=cfg.data.batch_size, collate_fn=pad_collate))
+        epoch_zero(0)
+        assert [b.ids for b in loader] == [b.ids for b in in_memory], "the loader's batches differ from the in-memory ones"
+    else:
+        in_memory = [pad_collate([data.train[key] for key in keys]) for keys in sampler]
     loader_times, memory_times = [], []
     for batches in (loader, in_memory):  # warm-up: start the (persistent) workers, touch the cache pages
-        sampler.set_epoch(0)
+        epoch_zero(0)
         init.load_state_dict(state)
         _epoch(init, batches, cfg, data.multi_label)
     for _ in range(repeats):
         for variant, times in (("loader", loader_times), ("memory", memory_times)):
             init.load_state_dict(state)
-            sampler.set_epoch(0)
+            epoch_zero(0)
             times.append(_epoch(init, loader if variant == "loader" else in_memory, cfg, data.multi_label))
     t_loader, t_memory = statistics.median(loader_times), statistics.median(memory_times)
+    clips = sum(b.x.shape[0] for b in in_memory)
     return {
-        "model": cfg.model.name, "clips": len(data.train), "batches": len(in_memory), "workers": cfg.data.workers,
+        "model": cfg.model.name, "clips": clips, "batches": len(in_memory), "workers": cfg.data.workers,
         "loader_s": t_loader, "memory_s": t_memory, "overhead": (t_loader - t_memory) / t_loader,
-        "clips_per_s": len(data.train) / t_loader,
+        "clips_per_s": clips / t_loader, "memory_clips_per_s": clips / t_memory,
     }
 
 
@@ -88,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     cache = Path(args.cache)
     tmp = None
-    if not (cache / "cache.json").is_file():
+    needs_cache = any(load_config(c).data.dataset != "yt8m" for c in args.configs)
+    if needs_cache and not (cache / "cache.json").is_file():
         tmp = tempfile.TemporaryDirectory(prefix="bench_train_")
         cfg = load_config(args.configs[0])
         demo, cache = Path(tmp.name) / "demo", Path(tmp.name) / "cache"
@@ -100,12 +115,13 @@ def main(argv: list[str] | None = None) -> int:
                          "--no-progress"]) == 0
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cache {cache}")
     print("| model | train clips | batches | workers | epoch, DataLoader (s) | epoch, in memory (s) | "
-          "loading overhead | clips/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "loading overhead | clips/s | clips/s, in memory |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for config in args.configs:
         r = bench(config, str(cache), args.repeats, args.workers, args.max_clips)
         print(f"| {r['model']} | {r['clips']} | {r['batches']} | {r['workers']} | {r['loader_s']:.2f} | "
-              f"{r['memory_s']:.2f} | {100 * r['overhead']:.1f}% | {r['clips_per_s']:.0f} |", flush=True)
+              f"{r['memory_s']:.2f} | {100 * r['overhead']:.1f}% | {r['clips_per_s']:.0f} | "
+              f"{r['memory_clips_per_s']:.0f} |", flush=True)
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -118,4 +118,10 @@ MUTATIONS = (
         "torch.addcmul(dhd, g, z[a:b], out=g)", "g.copy_(dhd)",
         ("tests/test_gru_recurrence.py",),
     ),
+    Mutation(
+        "bench_train reads the in-memory YouTube-8M epoch in another epoch's order", "scripts/bench_train.py",
+        "    epoch_zero(0)\n    if streamed:",
+        "    epoch_zero(1)\n    if streamed:",
+        ("tests/test_yt8m_reader.py", "-k", "bench_train"),
+    ),
 )
