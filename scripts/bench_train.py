@@ -3,7 +3,7 @@
 already in memory, to show the data-loading overhead of the pipeline.
 
     python -m scripts.bench_train [--cache cache/demo] [--configs A.toml B.toml] [--repeats 3]
-    python -m scripts.bench_train --configs app/configs/yt8m_video_{logistic,moe,qrnn}.toml --max-clips 0
+    python -m scripts.bench_train --configs app/configs/yt8m_video_{logistic,moe,qrnn}.toml --repeats 1
 
 YouTube-8M configs stream their TFRecords (parse, multi-hot labels, collate in the loader workers);
 their in-memory variant is the same epoch's batches read once beforehand (--max-clips does not
