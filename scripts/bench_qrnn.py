@@ -176,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--allocator", choices=("glibc", "thp"), default="glibc",
-                   help="thp: every contender on huge pages (torch reads THP_MEM_ALLOC_ENABLE at its first allocation)")
+                   help="glibc: malloc's fresh pages; thp: every contender on huge pages (THP_MEM_ALLOC_ENABLE)")
     args = p.parse_args(argv)
-    if args.allocator == "thp" and os.environ.get("THP_MEM_ALLOC_ENABLE") != "1":  # too late in this process
-        env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1"}
+    want = "1" if args.allocator == "thp" else "0"
+    if os.environ.get("THP_MEM_ALLOC_ENABLE", "0") != want:  # torch has read it already: run afresh with it
+        env = {**os.environ, "THP_MEM_ALLOC_ENABLE": want}
         os.execve(sys.executable, [sys.executable, "-m", "scripts.bench_qrnn", *(sys.argv[1:] if argv is None else argv)], env)
     if args.threads:
         torch.set_num_threads(args.threads)
