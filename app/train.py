@@ -193,9 +193,9 @@ def train_loader(
 ) -> tuple[DataLoader, BucketBatchSampler | None]:
     workers = cfg.data.workers
     gen = torch.Generator().manual_seed(seed)  # worker seeds drawn from here, not the global RNG
-    if isinstance(ds, IterableDataset):
+    if isinstance(ds, IterableDataset):  # YouTube-8M: whole batches made where the records are read
         loader = DataLoader(
-            ds, batch_size=cfg.data.batch_size, num_workers=workers, collate_fn=pad_collate,
+            ds.batches(cfg.data.batch_size), batch_size=None, num_workers=workers, collate_fn=pad_collate,
             pin_memory=pin, generator=gen, **_prefetch(workers),
         )
         return loader, None
@@ -219,8 +219,9 @@ def predict(
     model = getattr(model, "module", model)
     was_training = model.training
     model.eval()
-    if isinstance(ds, IterableDataset):  # shards itself across ranks and workers
-        loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=pad_collate, **_prefetch(workers))
+    if isinstance(ds, IterableDataset):  # YouTube-8M: shards itself across ranks and workers
+        loader = DataLoader(ds.batches(batch_size), batch_size=None, num_workers=workers, collate_fn=pad_collate,
+                            **_prefetch(workers))
     else:
         batches = eval_batches(ds.lengths, batch_size=batch_size, rank=dist_info.rank, num_replicas=dist_info.world,
                                batch_frames=batch_frames)

@@ -33,6 +33,7 @@ from google.protobuf.message import DecodeError
 from tfrecord import example_pb2
 from torch.utils.data import IterableDataset, get_worker_info
 
+from data.batch import Batch, batch_tensor
 from data.tfrecord_io import TFRecordError, iter_records, write_records
 from models.common import FEATURE_DIM, NUM_CLASSES
 from preprocessing.features import dequantize
@@ -318,15 +319,56 @@ class YT8MDataset(IterableDataset):
                     where=f"{path}: record at byte {offset}",
                 )
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
+    def records(self) -> Iterator[YT8MRecord]:
+        """This consumer's records in the epoch's order (through the shuffle buffer if any)."""
         consumer, consumers = _consumer()
         records = self._records(consumer, consumers)
         if self.shuffle_buffer > 0:
             rng = np.random.default_rng([self.seed, self.epoch, consumer])
             records = _shuffled(records, self.shuffle_buffer, rng)
-        for rec in records:
+        return records
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
+        for rec in self.records():
             y = multi_hot(rec.labels, self.num_classes)
             yield torch.from_numpy(rec.features), torch.from_numpy(y), rec.id
+
+    def batches(self, batch_size: int) -> YT8MBatches:
+        """The same stream as whole `Batch`es of `batch_size` (see `YT8MBatches`)."""
+        return YT8MBatches(self, batch_size)
+
+
+class YT8MBatches(IterableDataset):
+    """A `YT8MDataset`'s stream cut into `Batch`es where it is read (in a loader worker): features
+    go straight into one zero-padded (B, T, 1152) tensor and labels into one (B, 3862) matrix, both
+    in shared memory, instead of a multi-hot array per video that is collated and copied after.
+    The batches are those of `DataLoader(dataset, batch_size, collate_fn=pad_collate)`: the same
+    videos in the same order, cut at the same places on every consumer. Load with `batch_size=None`.
+    """
+
+    def __init__(self, dataset: YT8MDataset, batch_size: int) -> None:
+        super().__init__()
+        assert batch_size >= 1, "batch_size >= 1"
+        self.dataset, self.batch_size = dataset, batch_size
+
+    def __iter__(self) -> Iterator[Batch]:
+        records = self.dataset.records()
+        while chunk := list(itertools.islice(records, self.batch_size)):
+            yield records_batch(chunk, self.dataset.num_classes)
+
+
+def records_batch(records: Sequence[YT8MRecord], num_classes: int = NUM_CLASSES) -> Batch:
+    """One `Batch` of records: x zero-padded to the longest, y multi-hot, in `batch_tensor`s."""
+    lengths = [r.features.shape[0] for r in records]
+    x = batch_tensor((len(records), max(lengths), FEATURE_DIM), torch.float32)
+    xs = x.numpy()
+    for i, (r, t) in enumerate(zip(records, lengths)):
+        xs[i, :t] = r.features
+        xs[i, t:] = 0
+    y = batch_tensor((len(records), num_classes), torch.float32).zero_()
+    rows = np.repeat(np.arange(len(records)), [len(r.labels) for r in records])
+    y.numpy()[rows, np.concatenate([r.labels for r in records])] = 1.0
+    return Batch(x, torch.tensor(lengths, dtype=torch.int64), y, [r.id for r in records])
 
 
 def _shuffled(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:

@@ -249,3 +249,25 @@ def test_bench_train_times_the_streamed_epoch_against_its_own_batches(tmp_path):
     r = bench(str(config), cache=str(tmp_path / "unused"), repeats=1, workers=1, max_clips=0)
     assert r["clips"] == len(ids) == 21 and r["batches"] == 6  # 5 x 4 + 1 in one worker's stream
     assert r["loader_s"] > 0 and r["memory_s"] > 0
+
+
+@pytest.mark.parametrize("level,workers", [("video", 0), ("video", 2), ("frame", 1)])
+def test_batches_made_in_the_reader_equal_the_collated_items(tmp_path, level, workers, monkeypatch):
+    """`YT8MDataset.batches` (whole batches built where the records are read, in shared memory in a
+    worker) against the plain stream of items collated by pad_collate: the same videos in the same
+    batches, bit for bit, with the shuffle on and uneven shards (a last short batch per worker).
+    Its batch tensors start out as NaN here, so every value it leaves unwritten shows."""
+    import data.yt8m
+
+    fresh = data.yt8m.batch_tensor
+    monkeypatch.setattr(data.yt8m, "batch_tensor", lambda shape, dtype: fresh(shape, dtype).fill_(float("nan")))
+    ids = _write_shards(tmp_path, [7, 5, 9], level=level)
+    ds = YT8MDataset(pattern=str(tmp_path / "*.tfrecord"), level=level, shuffle_buffer=6, seed=3)
+    ds.set_epoch(2)
+    items = list(DataLoader(ds, batch_size=4, num_workers=workers, collate_fn=pad_collate))
+    batches = list(DataLoader(ds.batches(4), batch_size=None, num_workers=workers, collate_fn=pad_collate))
+    assert sorted(i for b in batches for i in b.ids) == sorted(ids)
+    assert [b.ids for b in batches] == [b.ids for b in items]
+    for got, want in zip(batches, items):
+        assert torch.equal(got.x, want.x) and torch.equal(got.lengths, want.lengths)
+        assert torch.equal(got.y, want.y) and got.y.dtype == want.y.dtype == torch.float32

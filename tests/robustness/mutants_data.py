@@ -54,4 +54,16 @@ MUTATIONS = (
         "    if False:",
         ("tests/test_fit.py", "-k", "resumes"),
     ),
+    Mutation(
+        "YouTube-8M batches made in the reader leave the padding unwritten", "data/yt8m.py",
+        "        xs[i, t:] = 0\n",
+        "",
+        ("tests/test_yt8m_reader.py", "-k", "batches_made"),
+    ),
+    Mutation(
+        "YouTube-8M batches made in the reader give every label to the first video", "data/yt8m.py",
+        "rows = np.repeat(np.arange(len(records)), [len(r.labels) for r in records])",
+        "rows = np.zeros(sum(len(r.labels) for r in records), np.int64)",
+        ("tests/test_yt8m_reader.py", "-k", "batches_made"),
+    ),
 )
