@@ -32,13 +32,21 @@ def pad_collate(items: list[tuple[np.ndarray | torch.Tensor, object, str]] | Bat
     passes through: a dataset's `__getitems__` (`data.datasets.CachedClips`) built it already."""
     if isinstance(items, Batch):
         return items
-    xs = [torch.as_tensor(x) for x, _, _ in items]
-    lengths = torch.tensor([x.shape[0] for x in xs], dtype=torch.int64)
-    T = int(lengths.max()) if len(xs) else 0
-    out = batch_tensor((len(xs), T, *xs[0].shape[1:]), xs[0].dtype)  # (B, T, ...)
-    for i, x in enumerate(xs):
-        out[i, : x.shape[0]] = x
-        out[i, x.shape[0] :] = 0
+    out, lengths = pad_steps([x for x, _, _ in items])
     ys = [y for _, y, _ in items]
     y = torch.stack([torch.as_tensor(v) for v in ys]) if ys else torch.empty(0)
     return Batch(out, lengths, y, [i for _, _, i in items])
+
+
+def pad_steps(xs: list[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences (T_i, ...) stacked into one `batch_tensor` (B, max T_i, ...), zero beyond each
+    length, and their lengths (B,) int64. Rows are written through a numpy view of the batch (a
+    slice assignment there costs a third of torch's, per item)."""
+    lengths = torch.tensor([x.shape[0] for x in xs], dtype=torch.int64)
+    T = int(lengths.max()) if len(xs) else 0
+    out = batch_tensor((len(xs), T, *xs[0].shape[1:]), torch.as_tensor(xs[0]).dtype)  # (B, T, ...)
+    rows = out.numpy()
+    for i, x in enumerate(xs):
+        rows[i, : x.shape[0]] = x
+        rows[i, x.shape[0] :] = 0
+    return out, lengths

@@ -33,7 +33,7 @@ from google.protobuf.message import DecodeError
 from tfrecord import example_pb2
 from torch.utils.data import IterableDataset, get_worker_info
 
-from data.batch import Batch, batch_tensor
+from data.batch import Batch, batch_tensor, pad_steps
 from data.tfrecord_io import TFRecordError, iter_records, write_records
 from models.common import FEATURE_DIM, NUM_CLASSES
 from preprocessing.features import dequantize
@@ -359,16 +359,11 @@ class YT8MBatches(IterableDataset):
 
 def records_batch(records: Sequence[YT8MRecord], num_classes: int = NUM_CLASSES) -> Batch:
     """One `Batch` of records: x zero-padded to the longest, y multi-hot, in `batch_tensor`s."""
-    lengths = [r.features.shape[0] for r in records]
-    x = batch_tensor((len(records), max(lengths), FEATURE_DIM), torch.float32)
-    xs = x.numpy()
-    for i, (r, t) in enumerate(zip(records, lengths)):
-        xs[i, :t] = r.features
-        xs[i, t:] = 0
+    x, lengths = pad_steps([r.features for r in records])
     y = batch_tensor((len(records), num_classes), torch.float32).zero_()
     rows = np.repeat(np.arange(len(records)), [len(r.labels) for r in records])
     y.numpy()[rows, np.concatenate([r.labels for r in records])] = 1.0
-    return Batch(x, torch.tensor(lengths, dtype=torch.int64), y, [r.id for r in records])
+    return Batch(x, lengths, y, [r.id for r in records])
 
 
 def _shuffled(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:

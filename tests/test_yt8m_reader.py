@@ -257,10 +257,12 @@ def test_batches_made_in_the_reader_equal_the_collated_items(tmp_path, level, wo
     worker) against the plain stream of items collated by pad_collate: the same videos in the same
     batches, bit for bit, with the shuffle on and uneven shards (a last short batch per worker).
     Its batch tensors start out as NaN here, so every value it leaves unwritten shows."""
+    import data.batch
     import data.yt8m
 
-    fresh = data.yt8m.batch_tensor
-    monkeypatch.setattr(data.yt8m, "batch_tensor", lambda shape, dtype: fresh(shape, dtype).fill_(float("nan")))
+    fresh = data.batch.batch_tensor
+    for module in (data.batch, data.yt8m):
+        monkeypatch.setattr(module, "batch_tensor", lambda shape, dtype: fresh(shape, dtype).fill_(float("nan")))
     ids = _write_shards(tmp_path, [7, 5, 9], level=level)
     ds = YT8MDataset(pattern=str(tmp_path / "*.tfrecord"), level=level, shuffle_buffer=6, seed=3)
     ds.set_epoch(2)
@@ -269,5 +271,6 @@ def test_batches_made_in_the_reader_equal_the_collated_items(tmp_path, level, wo
     assert sorted(i for b in batches for i in b.ids) == sorted(ids)
     assert [b.ids for b in batches] == [b.ids for b in items]
     for got, want in zip(batches, items):
+        assert not got.x.isnan().any() and not got.y.isnan().any()
         assert torch.equal(got.x, want.x) and torch.equal(got.lengths, want.lengths)
         assert torch.equal(got.y, want.y) and got.y.dtype == want.y.dtype == torch.float32
