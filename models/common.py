@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.onednn import Linear
+
 NUM_CLASSES = 3862  # YouTube-8M vocabulary (data/yt8m_vocabulary.csv)
 FEATURE_DIM = 1152  # 1024 rgb (Inception + PCA) + 128 audio (VGGish + PCA) per frame or video
 
@@ -43,8 +45,8 @@ class MoE(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.num_mixtures = num_mixtures
-        self.gates = nn.Linear(in_features, num_classes * (num_mixtures + 1), bias=False)
-        self.experts = nn.Linear(in_features, num_classes * num_mixtures)
+        self.gates = Linear(in_features, num_classes * (num_mixtures + 1), bias=False)
+        self.experts = Linear(in_features, num_classes * num_mixtures)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, _ = x.shape
@@ -63,7 +65,7 @@ class ContextGating(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.gate = nn.Linear(dim, dim)
+        self.gate = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(self.gate(x))
@@ -77,7 +79,7 @@ def make_classifier(kind: str, in_features: int, num_classes: int, num_mixtures:
     """
     assert kind in ("logistic", "moe"), f"classifier must be 'logistic' or 'moe', got {kind!r}"
     assert 0.0 <= init_prior < 1.0, "init_prior is a probability (0: default init)"
-    head = nn.Linear(in_features, num_classes) if kind == "logistic" else MoE(in_features, num_classes, num_mixtures)
+    head = Linear(in_features, num_classes) if kind == "logistic" else MoE(in_features, num_classes, num_mixtures)
     if init_prior > 0:
         if kind == "logistic":
             nn.init.constant_(head.bias, math.log(init_prior / (1 - init_prior)))

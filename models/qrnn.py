@@ -11,7 +11,8 @@ the input, then runs only an elementwise recurrence ("pooling") over time:
 Zoneout on F keeps a unit's previous state: in training 1 - f is dropped (without rescaling) with
 probability p, in evaluation 1 - f is scaled by 1 - p (the expectation; pytorch-qrnn does the same).
 
-A layer's gates come from one `F.conv1d` (oneDNN on CPU), and everything after it -- activations,
+A layer's gates come from one matrix product over the stacked window (`models.onednn.linear_rows`:
+oneDNN on CPU, forward and backward), and everything after it -- activations,
 the recurrence c_t = f_t * c_{t-1} + u_t (u = (1 - f) z or i z), the output gate -- runs in
 `QRNNPool`, one autograd Function with a hand-written reverse-time backward.
 `QRNNLayer.forward_reference` is the same layer in plain autograd ops with `forget_mult_reference`,
@@ -49,6 +50,7 @@ from models.common import (
     length_mask,
     make_classifier,
 )
+from models.onednn import linear_rows
 from models.registry import register_model
 
 POOLINGS = ("f", "fo", "ifo")
@@ -144,6 +146,12 @@ def _one_minus(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return torch.mul(x, -1.0, out=out).add_(1.0)
 
 
+def _tanh_(x: torch.Tensor) -> torch.Tensor:
+    """tanh in place as 2 sigmoid(2x) - 1: the same function (in float32 to within a few 1e-7,
+    absolute), several times cheaper than torch.tanh on the CPU (docs/BENCHMARKS.md)."""
+    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+
+
 class QRNNPool(torch.autograd.Function):
     """The whole elementwise part of a QRNN layer in one autograd node: gate pre-activations
     (T, B, G*H) -> hidden outputs (T, B, H), for f, fo and ifo pooling, with zoneout.
@@ -181,7 +189,7 @@ class QRNNPool(torch.autograd.Function):
                 a.copy_(gates[t0:t1])
             if bias is not None:
                 a.add_(bias)
-            a[..., :H].tanh_()
+            _tanh_(a[..., :H])
             a[..., H:].sigmoid_()
             prev = _pool_chunk(a, None if m is None else m[t0:t1], prev, c[t0:t1], h[t0:t1], f[: t1 - t0], pooling)
         ctx.pooling, ctx.overwrite, ctx.with_bias = pooling, overwrite, bias is not None
@@ -194,19 +202,19 @@ class QRNNPool(torch.autograd.Function):
         act, c, c0, m = ctx.saved_tensors
         B, H = c0.shape
         chunks = _chunks(act)
-        steps = chunks[0][1]
         grad = act if ctx.overwrite else torch.empty_like(act)  # dL/d(pre-activations), the gates' layout
-        work = _Work(act.new_empty(steps, B, act.shape[-1]), *(act.new_empty(steps, B, H) for _ in range(3)))
+        work = _Work(*(act.new_empty(chunks[0][1], B, H) for _ in _Work._fields))
         carry = None  # (f, dc) of the step after the chunk
         db = act.new_zeros(act.shape[-1]) if ctx.with_bias else None
         for t0, t1 in reversed(chunks):
+            g = grad[t0:t1]
+            if not ctx.overwrite:
+                g.copy_(act[t0:t1])
             prev = c0 if t0 == 0 else c[t0 - 1]
-            g = work.head(t1 - t0)
-            carry = _unpool_chunk(act[t0:t1], None if m is None else m[t0:t1], prev, c[t0:t1],
-                                  grad_h[t0:t1], carry, g, ctx.pooling)
-            grad[t0:t1].copy_(g.grad)
+            carry = _unpool_chunk(g, None if m is None else m[t0:t1], prev, c[t0:t1], grad_h[t0:t1], carry,
+                                  work.head(t1 - t0), ctx.pooling)  # fmt: skip
             if db is not None:
-                db += g.grad.sum((0, 1))
+                db += g.sum((0, 1))
         f0, dc_0 = carry
         dc0 = f0 * dc_0 if ctx.needs_input_grad[1] else None
         return grad, dc0, None, None, db, None
@@ -233,12 +241,13 @@ def _pool_chunk(
 
 
 class _Work(NamedTuple):
-    """QRNNPool's backward buffers, (steps, B, .) each: the gates' gradient, keep, f and dL/dc."""
+    """QRNNPool's backward buffers, (steps, B, H) each: keep, f, dL/dc, a copy of s, a spare."""
 
-    grad: torch.Tensor
     keep: torch.Tensor
     f: torch.Tensor
     dc: torch.Tensor
+    s: torch.Tensor
+    spare: torch.Tensor
 
     def head(self, n: int) -> _Work:
         return _Work(*(b[:n] for b in self))
@@ -248,45 +257,50 @@ def _unpool_chunk(
     a: torch.Tensor, m: torch.Tensor | None, prev: torch.Tensor, c: torch.Tensor, grad_h: torch.Tensor,
     carry: tuple[torch.Tensor, torch.Tensor] | None, w: _Work, pooling: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One chunk of QRNNPool's backward, last chunk first: fills w.grad; returns (f, dL/dc) of the
-    chunk's first step, which the chunk before it needs."""
+    """One chunk of QRNNPool's backward, last chunk first: turns the activations `a` into their
+    gradient in place (each block is read for the last time before it is written); returns (f, dL/dc)
+    of the chunk's first step, which the chunk before it needs."""
     H = c.shape[-1]
     z, s = a[..., :H], a[..., H : 2 * H]
-    keep, f, dc, grad = w.keep, w.f, w.dc, w.grad
+    keep, f, dc = w.keep, w.f, w.dc
     _one_minus(s, keep)
     if m is not None:
         keep.mul_(m)
     _one_minus(keep, f)
+    w.s.copy_(s)  # the F block's gradient goes over s; the sigmoid's derivative needs it last
     if pooling == "f":
         dc.copy_(grad_h)
     else:
         o = a[..., 2 * H : 3 * H]
         torch.mul(grad_h, o, out=dc)  # dL/dc from the output
-        do = grad[..., 2 * H : 3 * H]
-        torch.mul(grad_h, c, out=do)
-        do.mul_(o).mul_(torch.rsub(o, 1.0))  # through the sigmoid
+        o.addcmul_(o, o, value=-1.0).mul_(grad_h).mul_(c)  # dL/do through the sigmoid, o (1 - o), over o
     if carry is not None:
         dc[-1].addcmul_(*carry)  # dc_t += f_{t+1} dc_{t+1} across the chunk boundary
     _scan_back(dc, f, out=dc)
-    df = grad[..., H : 2 * H]  # dc_t c_{t-1}, then turned into the F block's gradient
+    df = s  # dc_t c_{t-1}, then turned into the F block's gradient
     torch.mul(dc[1:], c[:-1], out=df[1:])
     torch.mul(dc[0], prev, out=df[0])
-    dz = grad[..., :H]
     if pooling == "ifo":
         i = a[..., 3 * H :]
-        torch.mul(dc, i, out=dz)  # u = i z
-        di = grad[..., 3 * H :]
-        torch.mul(dc, z, out=di)
-        di.mul_(i).mul_(torch.rsub(i, 1.0))
-        df.neg_()  # d keep = -df (u does not depend on keep)
+        torch.mul(dc, z, out=w.spare)  # dL/di before the sigmoid, while z is still there
+        df.neg_()  # d keep = -df (u = i z does not depend on keep)
+        z.mul_(z).neg_().add_(1.0).mul_(dc).mul_(i)  # dL/dz = dc i (1 - z^2), over z
+        i.addcmul_(i, i, value=-1.0).mul_(w.spare)  # dL/di through the sigmoid, i (1 - i), over i
     else:
-        torch.mul(dc, keep, out=dz)  # u = keep z
-        df.neg_().addcmul_(dc, z)  # d keep = du z - df
+        df.neg_().addcmul_(dc, z)  # d keep = du z - df  (u = keep z)
+        z.mul_(z).neg_().add_(1.0).mul_(dc).mul_(keep)  # dL/dz = dc keep (1 - z^2), over z
     if m is not None:
         df.mul_(m)  # keep = (1 - s) m
-    df.neg_().mul_(s).mul_(torch.rsub(s, 1.0))  # ds = -d keep m, through the sigmoid
-    dz.mul_(torch.rsub(z * z, 1.0))  # through the tanh
+    df.neg_().mul_(w.s.addcmul_(w.s, w.s, value=-1.0))  # ds = -d keep m, through the sigmoid: s (1 - s)
     return f[0].clone(), dc[0].clone()
+
+
+def _stack_taps(x: torch.Tensor, k: int) -> torch.Tensor:
+    """[x_{t-k+1}, ..., x_t] along features for every step of time-major x (T, B, D) -> (T, B, k*D),
+    zeros before the start."""
+    T = x.shape[0]
+    padded = F.pad(x, (0, 0, 0, 0, k - 1, 0))  # (T+k-1, B, D)
+    return torch.cat([padded[j : j + T] for j in range(k)], dim=-1)
 
 
 class QRNNLayer(nn.Module):
@@ -294,10 +308,9 @@ class QRNNLayer(nn.Module):
 
     All gates come from a width-k causal convolution over time, [x_{t-k+1}, ..., x_t] (zeros before
     the start). The weights live in `conv`, a Linear over the stacked window (G*H, k*D), oldest step
-    first; forward runs them as F.conv1d, which on CPU goes to oneDNN, faster than the same product
-    through F.linear (MKL's GEMM) on the CPUs measured (docs/BENCHMARKS.md, "QRNN vs LSTM" and
-    "Figures formerly quoted in the code").
-    The elementwise part runs in `QRNNPool`.
+    first; forward runs them as one product over all T*B rows through `linear_rows` (oneDNN's, about
+    twice MKL's F.linear on the CPUs measured: docs/BENCHMARKS.md). The elementwise part runs in
+    `QRNNPool`.
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, window: int = 1, pooling: str = "fo", zoneout: float = 0.0) -> None:
@@ -315,21 +328,13 @@ class QRNNLayer(nn.Module):
         T, B, D = x.shape
         k = self.window
         b = self.conv.bias if bias else None
-        if k == 1 and T > 1:  # one product over the T*B rows: F.conv1d with the rows as its filters
-            # runs oneDNN's GEMM (about twice MKL's on the AMD CPUs measured) and returns the gates
-            # time-major and contiguous, the order QRNNPool walks them in
-            out = F.conv1d(self.conv.weight.t()[None], x.reshape(T * B, D)[..., None])[0].view(T, B, -1)
-            return out if b is None else out + b
-        weight = self.conv.weight.view(-1, k, D).transpose(1, 2).contiguous()  # (G*H, D, k), for conv1d
-        # (contiguous: handed a strided weight, oneDNN reorders it in every call, a measurable cost at k=2)
-        if T == 1:  # video level: the B videos as one sequence of B steps (oneDNN is slow on sequences
-            # of length 1)
-            # Only the newest tap sees data (the older ones see the zeros before the start); using the
-            # others here would mix neighbouring videos.
-            out = F.conv1d(x.reshape(B, D).t()[None], weight[..., k - 1 :], b)  # (1, G*H, B)
-            return out[0].t().view(T, B, -1)  # (T, B, G*H)
-        xs = F.pad(x.permute(1, 2, 0), (k - 1, 0))  # (B, D, T), causal: zeros before the start
-        return F.conv1d(xs, weight, b).permute(2, 0, 1)  # (T, B, G*H)
+        weight = self.conv.weight  # (G*H, k*D), taps oldest first
+        if T == 1:  # only the newest tap sees data (the older ones see the zeros before the start)
+            weight = weight[:, (k - 1) * D :].contiguous()
+        elif k > 1:  # the window stacked along features, as the Linear reads it: (T, B, k*D)
+            x = _stack_taps(x, k)
+        out = linear_rows(x.reshape(T * B, -1), weight).view(T, B, -1)  # one product over the T*B rows
+        return out if b is None else out + b
 
     def forward(self, x: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
         T, B, _ = x.shape

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from models.common import FEATURE_DIM, NUM_CLASSES, l2_normalize_frames, make_classifier, masked_mean
+from models.onednn import Linear
 from models.registry import register_model
 
 # ------------------------------------------------------------------------------------------------
@@ -56,7 +57,7 @@ class LogisticClassifier(nn.Module):
         super().__init__()
         self.config = config
         self.inputs = _input_layers(config)
-        self.classifier = nn.Linear(config.input_size, config.num_classes)
+        self.classifier = Linear(config.input_size, config.num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
@@ -132,9 +133,9 @@ class DBoFClassifier(nn.Module):
         D, C, H = config.input_size, config.cluster_size, config.hidden_size
         bn = config.add_batch_norm
         self.input_bn = nn.BatchNorm1d(D) if bn else nn.Identity()
-        self.cluster = nn.Linear(D, C, bias=not bn)
+        self.cluster = Linear(D, C, bias=not bn)
         self.cluster_bn = nn.BatchNorm1d(C) if bn else nn.Identity()
-        self.hidden = nn.Linear(C, H, bias=not bn)
+        self.hidden = Linear(C, H, bias=not bn)
         self.hidden_bn = nn.BatchNorm1d(H) if bn else nn.Identity()
         self.classifier = make_classifier(config.classifier, H, config.num_classes, config.num_mixtures)
         nn.init.normal_(self.cluster.weight, std=D**-0.5)  # the starter's N(0, 1/sqrt(fan_in))

@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from app.ensemble import ensemble_probs, load_ensemble
 from app.metrics.yt8m import YT8MEvaluator
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default="", help="save a checkpoint here (stem or .safetensors)")
+    p.add_argument("--ema", nargs="*", type=float, default=[], help="also score exponential moving averages of the weights with these decays")
     p.add_argument("--ensemble", nargs="+", default=[], help="only score the mean probabilities of these checkpoints")
     return p
 
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     l2_weights = classifier_weights(model) if args.l2 > 0 else []
     loss_scale = float(NUM_CLASSES) if args.loss == "sum" else 1.0  # the engine's train.loss = "sum_classes"
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    emas = {d: AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(d)) for d in args.ema}
     rng = np.random.default_rng(args.seed)
     for epoch in range(1, args.epochs + 1):
         model.train()
@@ -146,10 +149,14 @@ def main(argv: list[str] | None = None) -> int:
                                     grad_clip=args.clip, multi_label=True, device=torch.device("cpu"),
                                     loss_scale=loss_scale)  # fmt: skip
             total += loss.item() * len(idx)
+            for ema in emas.values():
+                ema.update_parameters(model)
         line = f"epoch {epoch} loss {total / len(x):.6f} ({time.time() - t0:.1f}s)"
         if args.eval_every and (epoch % args.eval_every == 0 or epoch == args.epochs):
             m = score(model, xe, ye)
             line += " | " + " ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "num_videos")
+            for d, ema in emas.items():
+                line += f" | ema {d} gap {score(ema.module, xe, ye)['gap']:.4f}"
         print(line, flush=True)
     metrics = score(model, xe, ye)
     print("final", json.dumps({k: round(v, 4) for k, v in metrics.items()}), flush=True)

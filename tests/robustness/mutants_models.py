@@ -132,4 +132,38 @@ MUTATIONS = (
         "prev = _pool_chunk(a, None if m is None else m[t0:t1], c0,",
         ("tests/test_qrnn.py", "-k", "overwrites_only_its_own_gates"),
     ),
+    Mutation(
+        "oneDNN weight gradient leaves out the last chunk of rows", "models/onednn.py",
+        "for i in range(0, len(x), ROWS_PER_CHUNK):",
+        "for i in range(0, len(x) - 1, ROWS_PER_CHUNK):",
+        ("tests/test_onednn.py", "-k", "matches_float64_linear"),
+    ),
+    Mutation(
+        "QRNN tanh through the sigmoid without doubling the input", "models/qrnn.py",
+        "return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)",
+        "return x.sigmoid_().mul_(2.0).sub_(1.0)",
+        ("tests/test_onednn.py", "-k", "tanh_through_the_sigmoid or float32_layer"),
+    ),
+    Mutation(
+        "QRNNPool ifo backward overwrites i before dz reads it", "models/qrnn.py",
+        "        z.mul_(z).neg_().add_(1.0).mul_(dc).mul_(i)  # dL/dz = dc i (1 - z^2), over z\n"
+        "        i.addcmul_(i, i, value=-1.0).mul_(w.spare)  # dL/di through the sigmoid, i (1 - i), over i\n",
+        "        i.addcmul_(i, i, value=-1.0).mul_(w.spare)  # dL/di through the sigmoid, i (1 - i), over i\n"
+        "        z.mul_(z).neg_().add_(1.0).mul_(dc).mul_(i)  # dL/dz = dc i (1 - z^2), over z\n",
+        ("tests/test_qrnn.py", "-k", "overwrites_only_its_own_gates"),
+    ),
+    Mutation(
+        "QRNNPool backward overwrites o before dL/dc reads it", "models/qrnn.py",
+        "        torch.mul(grad_h, o, out=dc)  # dL/dc from the output\n"
+        "        o.addcmul_(o, o, value=-1.0).mul_(grad_h).mul_(c)  # dL/do through the sigmoid, o (1 - o), over o\n",
+        "        o.addcmul_(o, o, value=-1.0).mul_(grad_h).mul_(c)  # dL/do through the sigmoid, o (1 - o), over o\n"
+        "        torch.mul(grad_h, o, out=dc)  # dL/dc from the output\n",
+        ("tests/test_qrnn.py", "-k", "gradcheck_with_a_zoneout_mask"),
+    ),
+    Mutation(
+        "QRNN window taps stacked newest first", "models/qrnn.py",
+        "return torch.cat([padded[j : j + T] for j in range(k)], dim=-1)\n",
+        "return torch.cat([padded[j : j + T] for j in reversed(range(k))], dim=-1)\n",
+        ("tests/test_qrnn.py", "-k", "fused_layer_matches_the_composed_reference"),
+    ),
 )
