@@ -71,6 +71,28 @@ class ContextGating(nn.Module):
         return x * torch.sigmoid(self.gate(x))
 
 
+class OutputGating(nn.Module):
+    """Context gating on the predicted probabilities (Miech, Laptev & Sivic 2017, the YouTube-8M 2017
+    winner's label co-occurrence stage): p' = p * sigmoid(W p + b), (B, K) logits -> (B, K) logits.
+
+    In log space, so no probability is rounded to 0 or 1: log p' = log p + log g and
+    log(1 - p') = log((1 - p) + p (1 - g)). W starts at 0 and b at `init_gate` (g = 0.95 everywhere),
+    an almost unchanged ranking that training then learns to reshape from the other classes' scores.
+    """
+
+    def __init__(self, num_classes: int, init_gate: float = 0.95) -> None:
+        super().__init__()
+        self.gate = Linear(num_classes, num_classes)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.constant_(self.gate.bias, math.log(init_gate / (1 - init_gate)))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        a = self.gate(torch.sigmoid(logits))  # (B, K) gate logits
+        log_p = F.logsigmoid(logits) + F.logsigmoid(a)
+        log_not_p = torch.logaddexp(F.logsigmoid(-logits), F.logsigmoid(logits) + F.logsigmoid(-a))
+        return log_p - log_not_p
+
+
 def make_classifier(kind: str, in_features: int, num_classes: int, num_mixtures: int, init_prior: float = 0.0) -> nn.Module:
     """The video-level classifier on pooled features: "logistic" (one linear layer) or "moe".
 

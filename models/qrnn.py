@@ -46,6 +46,7 @@ from models.common import (
     FEATURE_DIM,
     NUM_CLASSES,
     ContextGating,
+    OutputGating,
     l2_normalize_frames,
     length_mask,
     make_classifier,
@@ -469,6 +470,7 @@ class QRNNConfig:
     l2_normalize: bool = True  # per-frame l2 normalization of the input (then scaled by sqrt(D), see below)
     batch_norm: bool = False  # batch norm on the pooled vector, before dropout and the classifier
     context_gating: bool = False  # context gating (Miech et al. 2017) on the pooled vector: h * sigmoid(W h + b)
+    output_gating: bool = False  # context gating on the predicted probabilities (models.common.OutputGating)
 
 
 @register_model("qrnn", QRNNConfig)
@@ -497,6 +499,7 @@ class QRNNClassifier(nn.Module):
         self.classifier = make_classifier(
             config.classifier, self.qrnn.out_size, config.num_classes, config.num_mixtures, config.init_prior
         )
+        self.output_gating = OutputGating(config.num_classes) if config.output_gating else nn.Identity()
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
@@ -509,4 +512,4 @@ class QRNNClassifier(nn.Module):
         else:  # the last true step; for backward-direction channels that is step 0
             last = h[torch.arange(B, device=h.device), lengths - 1]  # (B, out_size)
             pooled = torch.where(self.qrnn.backward_channels, h[:, 0], last)
-        return self.classifier(self.dropout(self.gating(self.norm(pooled))))  # (B, K)
+        return self.output_gating(self.classifier(self.dropout(self.gating(self.norm(pooled)))))  # (B, K)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models import create_model, qrnn
+from models.common import OutputGating
 from models.qrnn import (
     QRNN,
     ForgetMult,
@@ -229,6 +230,26 @@ def test_batch_norm_and_context_gating_on_the_pooled_vector():
                        context_gating=True).eval()  # fmt: skip
     xs, lengths = torch.randn(2, 6, 4), torch.tensor([6, 2])
     torch.testing.assert_close(seq(xs, lengths)[1:], seq(xs[1:, :2], torch.tensor([2])), atol=1e-6, rtol=1e-5)
+
+
+def test_output_gating_scales_each_probability_by_its_gate():
+    """logit(p * sigmoid(W p + b)) written out with probabilities in float64, against the layer's log
+    space form; at its init (W = 0) the gate is 0.95 everywhere; no infinities at extreme logits."""
+    torch.manual_seed(12)
+    gating = OutputGating(5).double()
+    logits = torch.randn(3, 5, dtype=torch.float64) * 3
+    p = torch.sigmoid(logits)
+    torch.testing.assert_close(torch.sigmoid(gating(logits)), 0.95 * p)
+    with torch.no_grad():
+        gating.gate.weight.normal_()
+    p_gated = p * torch.sigmoid(p @ gating.gate.weight.t() + gating.gate.bias)
+    torch.testing.assert_close(gating(logits), torch.log(p_gated / (1 - p_gated)), atol=1e-10, rtol=1e-10)
+    assert torch.isfinite(gating(torch.tensor([[-80.0, 40.0, 0.0, 1.0, -1.0]], dtype=torch.float64))).all()
+    model = create_model("qrnn", num_classes=5, input_size=4, hidden_size=3, num_layers=1, window=1,
+                         classifier="moe", output_gating=True).eval()  # fmt: skip
+    x = torch.randn(2, 1, 4)
+    head = model.classifier(model.qrnn(x / x.norm(dim=-1, keepdim=True) * 2.0)[:, 0])
+    torch.testing.assert_close(model(x, torch.tensor([1, 1])), model.output_gating(head))
 
 
 def test_bench_reads_its_ratio_against_the_multiply_add_bound():

@@ -166,4 +166,10 @@ MUTATIONS = (
         "return torch.cat([padded[j : j + T] for j in reversed(range(k))], dim=-1)\n",
         ("tests/test_qrnn.py", "-k", "fused_layer_matches_the_composed_reference"),
     ),
+    Mutation(
+        "output gating leaves out the gated-off share p (1 - g) of 1 - p'", "models/common.py",
+        "log_not_p = torch.logaddexp(F.logsigmoid(-logits), F.logsigmoid(logits) + F.logsigmoid(-a))",
+        "log_not_p = F.logsigmoid(-logits)",
+        ("tests/test_qrnn.py", "-k", "output_gating"),
+    ),
 )
