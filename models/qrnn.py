@@ -324,23 +324,21 @@ class QRNNLayer(nn.Module):
         self.num_gates = len(pooling) + 1  # Z plus one per letter: F, O, I
         self.conv = nn.Linear(window * input_size, self.num_gates * hidden_size)
 
-    def gates(self, x: torch.Tensor, bias: bool = True) -> torch.Tensor:
-        """Gate pre-activations (T, B, G*H) of time-major x (T, B, D); `bias=False`: the products alone."""
+    def gates(self, x: torch.Tensor) -> torch.Tensor:
+        """Gate pre-activations (T, B, G*H) of time-major x (T, B, D) without the bias (QRNNPool adds it)."""
         T, B, D = x.shape
         k = self.window
-        b = self.conv.bias if bias else None
         weight = self.conv.weight  # (G*H, k*D), taps oldest first
         if T == 1:  # only the newest tap sees data (the older ones see the zeros before the start)
             weight = weight[:, (k - 1) * D :].contiguous()
         elif k > 1:  # the window stacked along features, as the Linear reads it: (T, B, k*D)
             x = _stack_taps(x, k)
-        out = linear_rows(x.reshape(T * B, -1), weight).view(T, B, -1)  # one product over the T*B rows
-        return out if b is None else out + b
+        return linear_rows(x.reshape(T * B, -1), weight).view(T, B, -1)  # one product over the T*B rows
 
     def forward(self, x: torch.Tensor, c0: torch.Tensor | None = None) -> torch.Tensor:
         T, B, _ = x.shape
         H = self.hidden_size
-        gates = self.gates(x, bias=False)  # fresh, held by nothing else: QRNNPool may overwrite it
+        gates = self.gates(x)  # fresh, held by nothing else: QRNNPool may overwrite it
         if c0 is None:
             c0 = gates.new_zeros(B, H)
         m = None  # zoneout: drop 1 - f with probability p in training, scale it by 1 - p in evaluation

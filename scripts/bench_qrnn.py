@@ -81,7 +81,7 @@ def _gemms_alone(layer: QRNNLayer, x: torch.Tensor) -> Callable[[], None]:
     def run() -> None:
         layer.zero_grad(set_to_none=True)
         x.grad = None
-        layer.gates(x, bias=False).backward(grad)
+        layer.gates(x).backward(grad)
 
     return run
 

@@ -71,8 +71,8 @@ def test_float32_layer_matches_the_float64_reference(pooling, window, T):
     x = torch.randn(T, 4, 6)
     x32, x64 = x.clone().requires_grad_(), x.double().requires_grad_()
     y32, y64 = layer(x32), ref.forward_reference(x64)
-    assert type(layer.gates(x32, bias=False).grad_fn).__name__ == "ViewBackward0"
-    assert type(layer.gates(x32, bias=False).grad_fn.next_functions[0][0]).__name__ == "_LinearRowsBackward"
+    assert type(layer.gates(x32).grad_fn).__name__ == "ViewBackward0"
+    assert type(layer.gates(x32).grad_fn.next_functions[0][0]).__name__ == "_LinearRowsBackward"
     g = torch.randn(y64.shape, dtype=torch.float64)
     y32.backward(g.float())
     y64.backward(g)
