@@ -37,15 +37,17 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"--data.fold={args.fold}")
     cfg = load_config(args.config, overrides)
     dist_info = _init_distributed(cfg.train.device)
+    finished = False
     try:
         summary = train_experiment(cfg, resume=args.resume, dist_info=dist_info,
                                    progress=False if args.no_progress else None)
+        finished = True
     except DataError as e:
         raise UsageError(str(e)) from None
     except ValueError as e:  # model/data mismatch (in_modes vs frame size, num_classes)
         raise UsageError(str(e)) from None
     finally:
-        _finish_distributed(dist_info)
+        _finish_distributed(dist_info, finished)
     if dist_info.main:
         print(_summary_line(summary))
         print(f"run folder: {os.path.join(cfg.train.out_dir, cfg.train.name)}")
@@ -75,9 +77,16 @@ def _init_distributed(device: str):
     return Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def _finish_distributed(dist_info) -> None:
+def _finish_distributed(dist_info, finished: bool) -> None:
+    """Leave the process group. After a finished run every rank first waits for the others (rank 0
+    writes the report after the last collective), so no rank closes its connections while a peer
+    still holds them (the suspected cause of a rare abort at exit under load, "terminate called
+    without an active exception", in a rank that had finished). After a failure there is no barrier:
+    a dead peer would hold it until the timeout."""
     if dist_info.world > 1:
         import torch.distributed as dist
 
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
