@@ -71,6 +71,27 @@ def score(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> dict:
     return ev.result()
 
 
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam, or AdamW decaying the matrices only when weight_decay > 0 (a decayed bias would lose its prior)."""
+    if weight_decay <= 0:
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    mats = [p for p in model.parameters() if p.dim() > 1]
+    rest = [p for p in model.parameters() if p.dim() <= 1]
+    return torch.optim.AdamW([{"params": mats, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=lr)
+
+
+def mix_targets(y: torch.Tensor, q: torch.Tensor, w: float) -> torch.Tensor:
+    """(1 - w) y + w q: label smoothing with q the class frequencies, distillation with q a teacher's
+    probabilities (BCE takes soft targets as they are)."""
+    return y if w <= 0 else (1 - w) * y + w * q
+
+
+def subset_indices(total: int, n: int) -> np.ndarray:
+    """n of `total` videos drawn with a fixed seed, in file order; a smaller n is a subset of a larger
+    one (nested training sets for a learning curve)."""
+    return np.sort(np.random.default_rng(1234).permutation(total)[:n])
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="logistic")
@@ -78,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--train", default=TRAIN)
     p.add_argument("--eval", default=EVAL)
     p.add_argument("--val-shards", type=int, default=0, help="hold out the last N train shards as the evaluation set")
+    p.add_argument("--subset", type=int, default=0, help="train on this many videos, drawn at random (seeded) from the training shards: a learning curve")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--lr", type=float, default=0.01)
@@ -85,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay-examples", type=int, default=0)
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the classifier weights (engine's train.l2)")
     p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled decay on the matrices (biases keep their prior)")
+    p.add_argument("--teacher", default="", help="checkpoint whose probabilities on the training videos become part of the targets")
+    p.add_argument("--distill", type=float, default=0.5, help="with --teacher: targets (1 - w) y + w * p_teacher")
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="targets y (1 - e) + e * (class frequency in train)")
     p.add_argument("--loss", choices=("sum", "mean"), default="sum", help="BCE over classes: starter's sum or engine's mean")
     p.add_argument("--eval-every", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
@@ -120,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     x, y, _ = load_arrays(train_files)
     xe, ye, _ = load_arrays(eval_files)
+    if args.subset:
+        keep = subset_indices(len(x), args.subset)
+        x, y = x[keep], y[keep]
+        print(f"training on {len(x)} of them (--subset)", flush=True)
     print(f"loaded {len(x)} train / {len(xe)} eval videos in {time.time() - t0:.1f}s", flush=True)
 
     if args.ensemble:
@@ -128,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = {"num_classes": NUM_CLASSES, **_parse_set(args.set)}
     model = create_model(args.model, **cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    opt = make_optimizer(model, args.lr, args.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda step: lr_factor(step, batch_examples=args.batch_size, decay=args.lr_decay, every_examples=args.lr_decay_examples),
@@ -136,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     l2_weights = classifier_weights(model) if args.l2 > 0 else []
     loss_scale = float(NUM_CLASSES) if args.loss == "sum" else 1.0  # the engine's train.loss = "sum_classes"
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    prior = yt.float().mean(0)  # (K,) class frequency: where label smoothing moves the targets
+    if args.teacher:
+        from app.checkpoint import load_checkpoint
+
+        soft = torch.from_numpy(predict(load_checkpoint(args.teacher).model, x))  # (N, K) teacher probabilities
+        yt = mix_targets(yt.float(), soft, args.distill)
+        print(f"targets: {1 - args.distill} x labels + {args.distill} x {args.teacher}", flush=True)
     emas = {d: AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(d)) for d in args.ema}
     rng = np.random.default_rng(args.seed)
     for epoch in range(1, args.epochs + 1):
@@ -144,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         for idx in np.array_split(rng.permutation(len(x)), max(1, len(x) // args.batch_size)):
             idx_t = torch.from_numpy(idx)
             batch = Batch(x=xt[idx_t][:, None], lengths=torch.ones(len(idx), dtype=torch.long),
-                          y=yt[idx_t].float(), ids=[])  # (B, 1, 1152), (B, K); fmt: skip
+                          y=mix_targets(yt[idx_t].float(), prior, args.label_smoothing), ids=[])  # (B, 1, 1152), (B, K); fmt: skip
             loss, _, _ = train_step(model, batch, opt, sched, l2=args.l2, l2_weights=l2_weights,
                                     grad_clip=args.clip, multi_label=True, device=torch.device("cpu"),
                                     loss_scale=loss_scale)  # fmt: skip

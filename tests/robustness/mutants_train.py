@@ -124,4 +124,19 @@ MUTATIONS = (
         "    epoch_zero(1)\n    if streamed:",
         ("tests/test_yt8m_reader.py", "-k", "bench_train"),
     ),
+    Mutation(
+        "the tuning script's soft targets add the teacher / class frequency unweighted", "scripts/train_yt8m_quick.py",
+        "return y if w <= 0 else (1 - w) * y + w * q", "return y if w <= 0 else (1 - w) * y + q",
+        ("tests/test_train_yt8m_quick.py", "-k", "label_smoothing"),
+    ),
+    Mutation(
+        "the tuning script's AdamW decays the biases too", "scripts/train_yt8m_quick.py",
+        '{"params": rest, "weight_decay": 0.0}', '{"params": rest, "weight_decay": weight_decay}',
+        ("tests/test_train_yt8m_quick.py", "-k", "weight_decay"),
+    ),
+    Mutation(
+        "learning-curve subsets drawn with a seed that depends on their size (not nested)", "scripts/train_yt8m_quick.py",
+        "np.random.default_rng(1234).permutation(total)[:n]", "np.random.default_rng(n).permutation(total)[:n]",
+        ("tests/test_train_yt8m_quick.py", "-k", "nested"),
+    ),
 )
