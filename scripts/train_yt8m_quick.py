@@ -146,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     x, y, _ = load_arrays(train_files)
     xe, ye, _ = load_arrays(eval_files)
+    print(f"loaded {len(x)} train / {len(xe)} eval videos in {time.time() - t0:.1f}s", flush=True)
     if args.subset:
         keep = subset_indices(len(x), args.subset)
         x, y = x[keep], y[keep]
         print(f"training on {len(x)} of them (--subset)", flush=True)
-    print(f"loaded {len(x)} train / {len(xe)} eval videos in {time.time() - t0:.1f}s", flush=True)
 
     if args.ensemble:
         _score_ensemble(args.ensemble, xe, ye)

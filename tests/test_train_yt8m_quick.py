@@ -71,4 +71,4 @@ def test_script_runs_a_teacher_then_a_student_on_a_subset(shards, capsys):
     assert "targets: 0.5 x labels + 0.5 x" in out
     finals = [json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("final ")]
     assert [f["num_videos"] for f in finals] == [12, 12]
-    assert "loaded 24 train / 12 eval videos" in out and "training on 10 of them" in out
+    assert out.count("loaded 24 train / 12 eval videos") == 2 and "training on 10 of them" in out
