@@ -93,6 +93,23 @@ class OutputGating(nn.Module):
         return log_p - log_not_p
 
 
+@torch.no_grad()
+def set_class_priors(head: nn.Module, freq: torch.Tensor, floor: float) -> None:
+    """Start class k of a fresh head at probability max(freq_k, floor), its frequency in the training
+    labels, instead of one `init_prior` for all: a rare class's bias then needs no training to reach
+    its level (with a BCE averaged over classes, Adam moves the rare classes' weights slowly).
+
+    The logistic head's bias is logit(q); the MoE's gates start near uniform, so its expert biases
+    are logit(q (M + 1) / M), capped at 1/2 as in `make_classifier`."""
+    q = freq.detach().double().cpu().clamp(min=floor, max=1 - floor)
+    if isinstance(head, MoE):
+        m = head.num_mixtures
+        q = (q * (m + 1) / m).clamp(max=0.5)
+        head.experts.bias.copy_(torch.logit(q).repeat_interleave(m))  # (K * M,) laid out (K, M)
+    else:
+        head.bias.copy_(torch.logit(q))
+
+
 def make_classifier(kind: str, in_features: int, num_classes: int, num_mixtures: int, init_prior: float = 0.0) -> nn.Module:
     """The video-level classifier on pooled features: "logistic" (one linear layer) or "moe".
 

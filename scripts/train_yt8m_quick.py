@@ -37,7 +37,7 @@ from data.batch import Batch
 from data.specs import FeatureSpec
 from data.yt8m import list_shards, load_arrays, read_vocabulary
 from models import create_model
-from models.common import FEATURE_DIM, NUM_CLASSES
+from models.common import FEATURE_DIM, NUM_CLASSES, set_class_priors
 
 TRAIN = "../shared/yt8m/train/*.tfrecord"
 EVAL = "../shared/yt8m/validate/*.tfrecord"
@@ -80,6 +80,12 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     return torch.optim.AdamW([{"params": mats, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=lr)
 
 
+def l2_normalize(x: np.ndarray, rgb: int = 1024) -> np.ndarray:
+    """Each video's rgb (first 1,024) and audio (last 128) features scaled to unit L2 norm."""
+    parts = (x[:, :rgb], x[:, rgb:])
+    return np.concatenate([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-6) for p in parts], axis=1)
+
+
 def mix_targets(y: torch.Tensor, q: torch.Tensor, w: float) -> torch.Tensor:
     """(1 - w) y + w q: label smoothing with q the class frequencies, distillation with q a teacher's
     probabilities (BCE takes soft targets as they are)."""
@@ -110,8 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled decay on the matrices (biases keep their prior)")
     p.add_argument("--teacher", default="", help="checkpoint whose probabilities on the training videos become part of the targets")
     p.add_argument("--distill", type=float, default=0.5, help="with --teacher: targets (1 - w) y + w * p_teacher")
+    p.add_argument("--class-priors", action="store_true", help="start each class at its frequency in train instead of init_prior")
+    p.add_argument("--l2-normalize", action="store_true", help="scale the rgb and the audio part of every video to unit L2 norm")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="targets y (1 - e) + e * (class frequency in train)")
     p.add_argument("--loss", choices=("sum", "mean"), default="sum", help="BCE over classes: starter's sum or engine's mean")
+    p.add_argument("--loss-scale", type=float, default=0.0, help="multiply the mean BCE by this instead (between mean = 1 and sum = 3,862)")
     p.add_argument("--eval-every", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
@@ -131,13 +140,8 @@ def _score_ensemble(checkpoints: list[str], xe: np.ndarray, ye: np.ndarray) -> N
     print("ensemble", json.dumps({k: round(v, 4) for k, v in ev.result().items()}), flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-
+def _load(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The train and eval arrays the options name: (N, 1152) features and (N, K) labels each."""
     files = list_shards(args.train)
     if args.val_shards:
         train_files, eval_files = files[: -args.val_shards], files[-args.val_shards :]
@@ -147,10 +151,23 @@ def main(argv: list[str] | None = None) -> int:
     x, y, _ = load_arrays(train_files)
     xe, ye, _ = load_arrays(eval_files)
     print(f"loaded {len(x)} train / {len(xe)} eval videos in {time.time() - t0:.1f}s", flush=True)
+    if args.l2_normalize:
+        x, xe = l2_normalize(x), l2_normalize(xe)
     if args.subset:
         keep = subset_indices(len(x), args.subset)
         x, y = x[keep], y[keep]
         print(f"training on {len(x)} of them (--subset)", flush=True)
+    return x, y, xe, ye
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    x, y, xe, ye = _load(args)
 
     if args.ensemble:
         _score_ensemble(args.ensemble, xe, ye)
@@ -165,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     l2_weights = classifier_weights(model) if args.l2 > 0 else []
     loss_scale = float(NUM_CLASSES) if args.loss == "sum" else 1.0  # the engine's train.loss = "sum_classes"
+    if args.loss_scale > 0:
+        loss_scale = args.loss_scale
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     prior = yt.float().mean(0)  # (K,) class frequency: where label smoothing moves the targets
     if args.teacher:
@@ -173,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         soft = torch.from_numpy(predict(load_checkpoint(args.teacher).model, x))  # (N, K) teacher probabilities
         yt = mix_targets(yt.float(), soft, args.distill)
         print(f"targets: {1 - args.distill} x labels + {args.distill} x {args.teacher}", flush=True)
+    if args.class_priors:
+        set_class_priors(model.classifier, prior, floor=1.0 / (len(x) + 1))
     emas = {d: AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(d)) for d in args.ema}
     rng = np.random.default_rng(args.seed)
     for epoch in range(1, args.epochs + 1):

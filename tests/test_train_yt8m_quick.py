@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from models import create_model
-from scripts.train_yt8m_quick import main, make_optimizer, mix_targets, subset_indices
+from scripts.train_yt8m_quick import l2_normalize, main, make_optimizer, mix_targets, subset_indices
 
 
 def test_subsets_are_nested_sorted_and_unique():
@@ -19,6 +19,14 @@ def test_subsets_are_nested_sorted_and_unique():
     assert len(small) == 10 and len(large) == 40
     assert set(small) <= set(large)
     assert np.all(np.diff(large) > 0)  # file order, no repeats
+
+
+def test_l2_normalize_scales_rgb_and_audio_apart():
+    x = np.random.default_rng(0).normal(size=(4, 1152)).astype(np.float32) * [[1.0], [3.0], [0.1], [7.0]]
+    z = l2_normalize(x)
+    np.testing.assert_allclose(np.linalg.norm(z[:, :1024], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(z[:, 1024:], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(z[:, :1024] * np.linalg.norm(x[:, :1024], axis=1, keepdims=True), x[:, :1024], rtol=1e-5)
 
 
 def test_label_smoothing_keeps_each_class_frequency():
@@ -66,7 +74,7 @@ def test_script_runs_a_teacher_then_a_student_on_a_subset(shards, capsys):
     common = ["--train", str(shards / "train*.tfrecord"), "--val-shards", "1", "--epochs", "1", "--batch-size", "4"]
     assert main([*common, "--out", str(shards / "teacher")]) == 0
     assert main([*common, "--subset", "10", "--teacher", str(shards / "teacher"), "--distill", "0.5",
-                 "--label-smoothing", "0.1", "--weight-decay", "0.01"]) == 0
+                 "--label-smoothing", "0.1", "--weight-decay", "0.01", "--class-priors", "--l2-normalize"]) == 0
     out = capsys.readouterr().out
     assert "targets: 0.5 x labels + 0.5 x" in out
     finals = [json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("final ")]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models import create_model
-from models.common import MoE, l2_normalize_frames, masked_mean
+from models.common import MoE, l2_normalize_frames, make_classifier, masked_mean, set_class_priors
 
 K, D = 11, 12
 TINY = {
@@ -61,6 +61,24 @@ def test_moe_logits_are_logit_of_the_starter_mixture():
         moe.experts.weight.mul_(1e4)
         moe.gates.weight.mul_(1e4)
     assert torch.isfinite(moe(x)).all()
+
+
+@pytest.mark.parametrize("kind,mixtures", [("logistic", 1), ("moe", 2), ("moe", 3)])
+def test_class_priors_start_each_class_at_its_frequency(kind, mixtures):
+    """Oracle: the head's own forward with its matrices zeroed (uniform gates), against
+    max(freq, floor); an MoE caps its experts at 1/2, so a class can start at most at M / (2 (M + 1))."""
+    head = make_classifier(kind, D, 5, mixtures, init_prior=0.001)
+    freq = torch.tensor([0.2, 0.01, 0.0, 0.45, 1e-4])
+    set_class_priors(head, freq, floor=1e-3)
+    with torch.no_grad():
+        for name, w in head.named_parameters():
+            if name.endswith("weight"):
+                w.zero_()
+    want = freq.clamp(min=1e-3)
+    if kind == "moe":
+        want = want.clamp(max=0.5 * mixtures / (mixtures + 1))
+    got = torch.sigmoid(head(torch.randn(3, D)))
+    torch.testing.assert_close(got, want.expand(3, 5), rtol=1e-5, atol=1e-7)
 
 
 def test_l2_normalize_and_masked_mean():

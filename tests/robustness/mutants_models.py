@@ -172,4 +172,14 @@ MUTATIONS = (
         "log_not_p = F.logsigmoid(-logits)",
         ("tests/test_qrnn.py", "-k", "output_gating"),
     ),
+    Mutation(
+        "class priors laid out (M, K) on the MoE's experts instead of (K, M)", "models/common.py",
+        "head.experts.bias.copy_(torch.logit(q).repeat_interleave(m))", "head.experts.bias.copy_(torch.logit(q).repeat(m))",
+        ("tests/test_yt8m_baselines.py", "-k", "class_priors"),
+    ),
+    Mutation(
+        "class priors on the MoE forget that the dummy expert takes a share", "models/common.py",
+        "q = (q * (m + 1) / m).clamp(max=0.5)", "q = q.clamp(max=0.5)",
+        ("tests/test_yt8m_baselines.py", "-k", "class_priors"),
+    ),
 )
