@@ -56,6 +56,9 @@ class TrainConfig:
     # multi-label BCE: "mean" over batch and classes, or "sum_classes" (summed over classes, mean over
     # the batch: the YouTube-8M starter's loss; with Adam it lets rare classes' weights learn faster)
     loss: str = "mean"
+    # YouTube-8M: start each class of the classifier at its frequency in the training labels instead of
+    # the model's one init_prior (rare classes' biases then need no training to reach their level)
+    class_priors: bool = False
     patience: int = 10  # epochs without a better validation score before stopping (0: never stop early)
     monitor: str = "auto"  # validation metric: "auto" (accuracy, or MAP when multi-label, GAP for yt8m), "loss", ...
     seed: int = 0  # seeds weights, dropout and data order (data order is a function of (seed, epoch))
@@ -240,6 +243,8 @@ def _check_choices(data: DataConfig, train: TrainConfig) -> None:
         raise UsageError(f"data.size = {list(data.size)} must be positive [W, H]")
     if train.loss not in ("mean", "sum_classes"):
         raise UsageError(f"train.loss = {train.loss!r}; valid: mean, sum_classes")
+    if train.class_priors and data.dataset != "yt8m":
+        raise UsageError(f"train.class_priors is for YouTube-8M data (multi-label), not data.dataset = {data.dataset!r}")
     if train.device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"train.device = {train.device!r}; valid: auto, cpu, cuda")
     if train.precision not in PRECISIONS:

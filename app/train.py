@@ -482,6 +482,8 @@ def _setup(cfg: ExperimentConfig, run_dir: Path, fold: int | None, dist_info: Di
 
     data = build_datasets(cfg.data, fold=fold, seed=tc.seed)
     model = build_model(cfg, num_classes=len(data.class_names), input_spec=data.input_spec).to(device)
+    if tc.class_priors:  # a resumed run's saved weights replace these
+        _start_at_class_priors(model, data.train, say)
     n_params = sum(p.numel() for p in model.parameters())
     say(f"run {run_dir} | {cfg.model.name} {n_params:,} parameters | {data.info} | device {device} "
         f"x{dist_info.world}")
@@ -507,6 +509,19 @@ def _setup(cfg: ExperimentConfig, run_dir: Path, fold: int | None, dist_info: Di
         score_key=f"val_{metric_name}" if data.val is not None else "train_loss",
         train_config=fold_cfg.to_dict(), tensorboard=_tensorboard(run_dir) if dist_info.main else None,
     )
+
+
+def _start_at_class_priors(model: nn.Module, train_set: Any, say: Any) -> None:
+    """train.class_priors: each class of the fresh classifier starts at its frequency in the N training
+    videos, kept within [1 / (N + 1), N / (N + 1)] (a class no video carries still has a finite logit)."""
+    from models.common import MoE, set_class_priors
+
+    head = getattr(model, "classifier", None)
+    if not hasattr(train_set, "label_frequencies") or not isinstance(head, (nn.Linear, MoE)):
+        raise ValueError("train.class_priors needs YouTube-8M training data and a model with a logistic or MoE classifier")
+    freq, n = train_set.label_frequencies()
+    set_class_priors(head, torch.from_numpy(freq), floor=1.0 / (n + 1))
+    say(f"class priors: each class starts at its frequency in the {n:,} training videos")
 
 
 def _tensorboard(run_dir: Path) -> Any:

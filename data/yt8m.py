@@ -302,6 +302,15 @@ class YT8MDataset(IterableDataset):
 
         return sum(count_records(f) for f in self.files)
 
+    def label_frequencies(self) -> tuple[np.ndarray, int]:
+        """(K,) share of the videos that carry each class, over every file (not one consumer's part),
+        and the number of videos: one pass that keeps only the counts."""
+        counts, n = np.zeros(self.num_classes, np.int64), 0
+        for rec in self._records(0, 1):
+            counts[np.unique(rec.labels)] += 1
+            n += 1
+        return counts / max(n, 1), n
+
     def _records(self, consumer: int, consumers: int) -> Iterator[YT8MRecord]:
         files = list(self.files)
         if self.shuffle_buffer > 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -23,7 +24,8 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from train_fixtures import write_config, write_fake_cache
 
-from app.config import config_from_dict, load_config
+from app.config import ModelConfig, config_from_dict, load_config
+from app.errors import UsageError
 from app.metrics.classification import accuracy, classification_metrics, macro_map, per_class_ap
 from app.train import (
     TIMING_COLUMNS,
@@ -352,6 +354,42 @@ def yt8m_config(tmp_path: Path, name: str, train_files: str, val_files: str):
                   "save_every_steps": 7, "lr_decay": 0.5, "lr_decay_examples": 9, "progress": False,
                   "plots": False},
     })
+
+
+@pytest.mark.parametrize("model", [{"name": "logistic"}, {"name": "moe", "num_mixtures": 2},
+                                   {"name": "qrnn", "hidden_size": 8, "classifier": "moe", "num_mixtures": 2}])
+def test_class_priors_start_each_class_at_its_training_frequency(tmp_path, model):
+    """Oracle: the class frequencies of the training shards loaded whole (load_arrays), through the
+    fresh model with its matrices zeroed; a class no training video carries starts at 1 / (N + 1)."""
+    from app.train import Dist, _setup
+    from data.yt8m import load_arrays
+
+    train, val = write_yt8m_shards(tmp_path / "shards")
+    cfg = yt8m_config(tmp_path, "priors", train, val)
+    cfg = dataclasses.replace(cfg, model=ModelConfig(model["name"], {k: v for k, v in model.items() if k != "name"}))
+    run = _setup(cfg.replace("train", class_priors=True), tmp_path / "run", None, Dist(), False)
+    _, y, _ = load_arrays(train)
+    want = torch.from_numpy(y.mean(0)).float().clamp(min=1 / (len(y) + 1))
+    if model.get("classifier", model["name"]) == "moe":
+        want = want.clamp(max=1 / 3)  # 2 experts, each at most 1/2, beside the dummy
+    head = run.model.classifier
+    with torch.no_grad():
+        for name, w in head.named_parameters():
+            if name.endswith("weight"):
+                w.zero_()
+    got = torch.sigmoid(head(torch.zeros(1, head_in_features(head))))[0]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
+    assert len(y) == 13 and (want[8:] == want[-1]).all()  # classes 8.. never occur: the floor
+
+
+def head_in_features(head: torch.nn.Module) -> int:
+    return head.in_features if isinstance(head, torch.nn.Linear) else head.experts.in_features
+
+
+def test_class_priors_are_refused_for_other_datasets(tmp_path):
+    cache = write_fake_cache(tmp_path / "cache")
+    with pytest.raises(UsageError, match="class_priors"):
+        load_config(write_config(tmp_path / "c.toml", cache=cache, train={"class_priors": True}))
 
 
 def test_yt8m_mid_epoch_resume_equals_the_uninterrupted_run(tmp_path):

@@ -139,4 +139,14 @@ MUTATIONS = (
         "np.random.default_rng(1234).permutation(total)[:n]", "np.random.default_rng(n).permutation(total)[:n]",
         ("tests/test_train_yt8m_quick.py", "-k", "nested"),
     ),
+    Mutation(
+        "train.class_priors is read but never applied", FILE,
+        "    if tc.class_priors:  # a resumed run's saved weights replace these", "    if False:",
+        (GUARDS, "-k", "class_priors"),
+    ),
+    Mutation(
+        "class priors floored at 1 / N: a class no video carries is as likely as one that one video carries", FILE,
+        "floor=1.0 / (n + 1))", "floor=1.0 / n)",
+        (GUARDS, "-k", "class_priors"),
+    ),
 )
