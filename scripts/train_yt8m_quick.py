@@ -14,6 +14,12 @@ shrink 3,862-fold to ~1e-8), so the logistic model ends lower in GAP after the s
 (docs/RESULTS.md, "Figures formerly quoted in the code"). The evaluation set is scored with `app.metrics.yt8m` at the end
 (and every `--eval-every` epochs). `--out` saves a checkpoint in the project format.
 
+Tuning options beside the engine's: `--subset N` trains on N videos drawn from the training shards
+(nested for one seed, so a learning curve adds data to the same videos); `--class-priors` starts
+each class at its training frequency (the engine's `train.class_priors`); `--label-smoothing`,
+`--teacher/--distill` (targets mixed with a checkpoint's probabilities), `--weight-decay` (AdamW on
+the matrices), `--l2-normalize` and `--loss-scale` are the variants docs/RESULTS.md scores.
+
 The shared engine (`python -m app train --config app/configs/yt8m_video_*.toml`) is the main path;
 this script exists because streaming 64 shards per epoch is slow on a 2-core CPU.
 """
