@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the classifier weights (engine's train.l2)")
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled decay on the matrices (biases keep their prior)")
-    p.add_argument("--teacher", default="", help="checkpoint whose probabilities on the training videos become part of the targets")
+    p.add_argument("--teacher", nargs="+", default=[], help="checkpoints whose mean probabilities on the training videos become part of the targets")
     p.add_argument("--distill", type=float, default=0.5, help="with --teacher: targets (1 - w) y + w * p_teacher")
     p.add_argument("--class-priors", action="store_true", help="start each class at its frequency in train instead of init_prior")
     p.add_argument("--l2-normalize", action="store_true", help="scale the rgb and the audio part of every video to unit L2 norm")
@@ -195,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.teacher:
         from app.checkpoint import load_checkpoint
 
-        soft = torch.from_numpy(predict(load_checkpoint(args.teacher).model, x))  # (N, K) teacher probabilities
+        soft = torch.from_numpy(np.mean([predict(load_checkpoint(t).model, x) for t in args.teacher], axis=0))  # (N, K)
         yt = mix_targets(yt.float(), soft, args.distill)
-        print(f"targets: {1 - args.distill} x labels + {args.distill} x {args.teacher}", flush=True)
+        print(f"targets: {1 - args.distill} x labels + {args.distill} x mean of {', '.join(args.teacher)}", flush=True)
     if args.class_priors:
         set_class_priors(model.classifier, prior, floor=1.0 / (len(x) + 1))
     emas = {d: AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(d)) for d in args.ema}

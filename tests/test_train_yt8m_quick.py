@@ -73,7 +73,7 @@ def test_script_runs_a_teacher_then_a_student_on_a_subset(shards, capsys):
     the 24 training videos with soft targets and decay, and both score the 12 held-out videos."""
     common = ["--train", str(shards / "train*.tfrecord"), "--val-shards", "1", "--epochs", "1", "--batch-size", "4"]
     assert main([*common, "--out", str(shards / "teacher")]) == 0
-    assert main([*common, "--subset", "10", "--teacher", str(shards / "teacher"), "--distill", "0.5",
+    assert main([*common, "--subset", "10", "--teacher", str(shards / "teacher"), str(shards / "teacher"), "--distill", "0.5",
                  "--label-smoothing", "0.1", "--weight-decay", "0.01", "--class-priors", "--l2-normalize"]) == 0
     out = capsys.readouterr().out
     assert "targets: 0.5 x labels + 0.5 x" in out
