@@ -99,8 +99,8 @@ def set_class_priors(head: nn.Module, freq: torch.Tensor, floor: float) -> None:
     labels, instead of one `init_prior` for all: a rare class's bias then needs no training to reach
     its level (with a BCE averaged over classes, Adam moves the rare classes' weights slowly).
 
-    The logistic head's bias is logit(q); the MoE's gates start near uniform, so its expert biases
-    are logit(q (M + 1) / M), capped at 1/2 as in `make_classifier`."""
+    The logistic head's bias is logit(q); the MoE's gates start near uniform, so p ~ M/(M+1) *
+    sigmoid(expert bias) and its expert biases are logit(q (M + 1) / M), capped at 1/2."""
     q = freq.detach().double().cpu().clamp(min=floor, max=1 - floor)
     if isinstance(head, MoE):
         m = head.num_mixtures
@@ -119,10 +119,6 @@ def make_classifier(kind: str, in_features: int, num_classes: int, num_mixtures:
     assert kind in ("logistic", "moe"), f"classifier must be 'logistic' or 'moe', got {kind!r}"
     assert 0.0 <= init_prior < 1.0, "init_prior is a probability (0: default init)"
     head = Linear(in_features, num_classes) if kind == "logistic" else MoE(in_features, num_classes, num_mixtures)
-    if init_prior > 0:
-        if kind == "logistic":
-            nn.init.constant_(head.bias, math.log(init_prior / (1 - init_prior)))
-        else:  # gates start near uniform, so p ~ M/(M+1) * sigmoid(expert bias)
-            q = min(init_prior * (num_mixtures + 1) / num_mixtures, 0.5)
-            nn.init.constant_(head.experts.bias, math.log(q / (1 - q)))
+    if init_prior > 0:  # the same prior for every class
+        set_class_priors(head, torch.full((num_classes,), init_prior, dtype=torch.float64), floor=0.0)
     return head

@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.loss_scale > 0:
         loss_scale = args.loss_scale
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    prior = yt.float().mean(0)  # (K,) class frequency: where label smoothing moves the targets
+    prior = torch.from_numpy(y.mean(0, dtype=np.float32))  # (K,) class frequency (smoothing, priors); no float copy of y
     if args.teacher:
         from app.checkpoint import load_checkpoint
 

@@ -70,15 +70,27 @@ def test_class_priors_start_each_class_at_its_frequency(kind, mixtures):
     head = make_classifier(kind, D, 5, mixtures, init_prior=0.001)
     freq = torch.tensor([0.2, 0.01, 0.0, 0.45, 1e-4])
     set_class_priors(head, freq, floor=1e-3)
+    want = freq.clamp(min=1e-3)
+    if kind == "moe":
+        want = want.clamp(max=0.5 * mixtures / (mixtures + 1))
+    torch.testing.assert_close(_start_probs(head), want.expand(3, 5), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind,mixtures", [("logistic", 1), ("moe", 2), ("moe", 3)])
+def test_init_prior_starts_every_class_there(kind, mixtures):
+    """Oracle as above: with uniform gates every class starts at init_prior (the MoE's dummy expert
+    included in the share)."""
+    head = make_classifier(kind, D, 5, mixtures, init_prior=0.01)
+    torch.testing.assert_close(_start_probs(head), torch.full((3, 5), 0.01), rtol=1e-5, atol=1e-7)
+
+
+def _start_probs(head: torch.nn.Module) -> torch.Tensor:
+    """(3, K) probabilities of the head with its matrices zeroed: its biases alone (uniform gates)."""
     with torch.no_grad():
         for name, w in head.named_parameters():
             if name.endswith("weight"):
                 w.zero_()
-    want = freq.clamp(min=1e-3)
-    if kind == "moe":
-        want = want.clamp(max=0.5 * mixtures / (mixtures + 1))
-    got = torch.sigmoid(head(torch.randn(3, D)))
-    torch.testing.assert_close(got, want.expand(3, 5), rtol=1e-5, atol=1e-7)
+    return torch.sigmoid(head(torch.randn(3, D)))
 
 
 def test_l2_normalize_and_masked_mean():
